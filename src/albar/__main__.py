@@ -1,0 +1,5 @@
+import sys
+
+from albar.cli import main
+
+sys.exit(main())

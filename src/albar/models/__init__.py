@@ -1,0 +1,6 @@
+"""Video classifiers: one registry (torchvision's models and a small CPU model)."""
+
+from albar.models.registry import build_model, list_models, load_checkpoint_weights, replace_head
+from albar.models.small import Small3DCNN
+
+__all__ = ["Small3DCNN", "build_model", "list_models", "load_checkpoint_weights", "replace_head"]

@@ -1,0 +1,50 @@
+"""Real test fixtures: encoded videos, frame zips and folders whose frame i has grey level 10 * i + 8 (i < 25)."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import av
+import numpy as np
+from PIL import Image
+
+
+def numbered_frames(n: int, h: int = 32, w: int = 48) -> np.ndarray:
+    frames = np.empty((n, h, w, 3), dtype=np.uint8)
+    for i in range(n):
+        frames[i] = 10 * i + 8
+    return frames
+
+
+def frame_number(frame: np.ndarray) -> int:
+    """Inverse of numbered_frames, robust to lossy coding."""
+    return int(round((float(np.asarray(frame, dtype=np.float64).mean()) - 8) / 10))
+
+
+def write_video(path: Path, frames: np.ndarray, codec: str = "libx264", fps: int = 25) -> Path:
+    with av.open(str(path), "w") as c:
+        s = c.add_stream(codec, rate=fps)
+        s.width, s.height, s.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        s.options = {"qscale": "2"} if codec == "mpeg4" else {"crf": "10"}
+        for f in frames:
+            c.mux(s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+        c.mux(s.encode())
+    return path
+
+
+def write_zip(path: Path, frames: np.ndarray) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for i, f in enumerate(frames):
+            buf = io.BytesIO()
+            Image.fromarray(f).save(buf, "JPEG", quality=95)
+            zf.writestr(f"img_{i + 1:05d}.jpg", buf.getvalue())
+    return path
+
+
+def write_folder(path: Path, frames: np.ndarray) -> Path:
+    path.mkdir(parents=True)
+    for i, f in enumerate(frames):
+        Image.fromarray(f).save(path / f"frame{i + 1:06d}.jpg", quality=95)
+    return path

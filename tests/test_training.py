@@ -1,0 +1,67 @@
+import pytest
+import torch
+
+from albar.cli.demo import demo_config
+from albar.config import ConfigError, parse_config
+from albar.data import ClipDataset
+from albar.training import NonFiniteLossError, train, warmup_cosine
+
+
+def small_cfg(**objective):
+    cfg = demo_config(seed=0, epochs=2, objective=objective or {"w_adv": 1.0, "w_ent": 4.0, "w_gp": 10.0})
+    cfg.model.num_classes = 4
+    cfg.data.num_frames = 4
+    cfg.data.crop_size = 16
+    cfg.optim.batch_size = 8
+    return cfg
+
+
+def train_set(bench):
+    return ClipDataset(bench.items("train"), 4, 1, mode="random", seed=0)
+
+
+def test_training_is_reproducible_and_saves_weights(tiny_benchmark, tmp_path):
+    cfg = small_cfg()
+    val = ClipDataset(tiny_benchmark.items("val"), 4)
+    a = train(cfg, train_set(tiny_benchmark), val, out_dir=tmp_path, progress=False)
+    b = train(cfg, train_set(tiny_benchmark), val, progress=False)
+    assert len(a.history) == 2
+    assert {"train_loss", "train_ce", "train_static_ce", "train_neg_entropy", "train_gp", "val_top1", "lr"} <= set(
+        a.history[0]
+    )
+    for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values()):
+        assert torch.equal(x, y)
+    saved = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert torch.equal(saved["model"]["fc.weight"], a.model.state_dict()["fc.weight"])
+    assert a.history[-1]["lr"] == pytest.approx(0.0, abs=1e-12)  # cosine reaches 0 at the last step
+
+
+def test_non_finite_loss_stops_with_the_step_and_terms(tiny_benchmark, monkeypatch):
+    import albar.training.trainer as trainer
+
+    real = trainer.build_model
+
+    def poisoned(*args, **kwargs):
+        model = real(*args, **kwargs)
+        model.fc.register_forward_hook(lambda m, i, o: o * float("nan"))
+        return model
+
+    monkeypatch.setattr(trainer, "build_model", poisoned)
+    with pytest.raises(NonFiniteLossError, match=r"epoch 1, step 0.*'loss'"):
+        train(small_cfg(), train_set(tiny_benchmark), progress=False)
+
+
+def test_warmup_then_cosine_schedule():
+    factors = [warmup_cosine(s, 10, 2) for s in range(10)]
+    assert factors[:2] == [0.5, 1.0]
+    assert factors[2] == pytest.approx(1.0) and factors[-1] < factors[5] < factors[2]
+    assert warmup_cosine(10, 10, 2) == pytest.approx(0.0)
+
+
+def test_config_errors_name_the_key():
+    with pytest.raises(ConfigError, match=r"optim\.lrr"):
+        parse_config({"optim": {"lrr": 1}})
+    with pytest.raises(ConfigError, match=r"objective\.w_adv"):
+        parse_config({"objective": {"w_adv": "a lot"}})
+    with pytest.raises(ConfigError, match=r"objective\.frame"):
+        parse_config({"objective": {"frame": "centre"}})
