@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, Union
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 
@@ -32,12 +33,52 @@ class ObjectiveConfig(_Strict):
     ramp_epochs: float = Field(ge=0, default=0)
 
 
+def _expand(path: Path | None) -> Path | None:
+    return path.expanduser() if path is not None else None
+
+
+class SetConfig(_Strict):
+    """One clip list in mmaction2 format; relative entries resolve against ``root`` (default: its folder)."""
+
+    list: Path
+    root: Path | None = None
+    key: Literal["path", "stem"] = "path"  # "stem" pairs a SCUBA zip with its SCUFO image by file name
+
+    _expand_paths = field_validator("list", "root")(_expand)
+
+
+class BiasSetsConfig(_Strict):
+    scuba: dict[str, SetConfig] = Field(default_factory=dict)  # background source -> set
+    scufo: dict[str, SetConfig] = Field(default_factory=dict)  # same sources, paired by key
+    conflfg: SetConfig | None = None
+
+
+class SyntheticDataConfig(_Strict):
+    """The synthetic benchmark, built under ``data.root`` on first use (fields of BenchmarkSpec)."""
+
+    num_classes: int = 8
+    num_frames: int = 8
+    size: int = 32
+    train: int = 4000
+    val: int = 400
+    test: int = 800
+    bias_set: int = 400
+    correlation: float = 0.95
+    seed: int = 0
+
+
 class DataConfig(_Strict):
-    root: Path | None = None  # relative list entries resolve against it (default: the list's folder)
-    train_list: Path | None = None
-    val_list: Path | None = None
+    source: Literal["lists", "synthetic"] = "lists"
+    root: Path | None = None  # lists: default root of relative entries; synthetic: where it is built
+    synthetic: SyntheticDataConfig = Field(default_factory=SyntheticDataConfig)
+    train: SetConfig | None = None
+    val: SetConfig | None = None  # None: hold out ``val_fraction`` of train, stratified, seeded
+    val_fraction: float = Field(gt=0, lt=1, default=0.2)
+    test: SetConfig | None = None
+    bias: BiasSetsConfig = Field(default_factory=BiasSetsConfig)
     num_frames: int = Field(gt=0, default=32)
     stride: int = Field(gt=0, default=2)
+    test_view: Literal["center", "first"] = "center"
     crop_size: int = Field(gt=0, default=224)
     resize_short: int | None = 256
     train_crop: Literal["random_resized", "random", "center", "none"] = "random_resized"
@@ -45,7 +86,25 @@ class DataConfig(_Strict):
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     num_workers: int = Field(ge=0, default=4)
-    cache: bool = False  # keep decoded clips in memory (small datasets of short videos)
+    cache: bool = False  # keep decoded clips in memory (small sets of short videos; fixed clip per video)
+
+    _expand_root = field_validator("root")(_expand)
+
+
+class EvalConfig(_Strict):
+    batch_size: int | None = None  # default: twice the training batch
+    bias_every_epochs: int = Field(ge=0, default=0)  # full bias suite every K epochs; 0: at the end only
+    select_metric: Literal["val_top1"] = "val_top1"
+
+
+class CheckpointConfig(_Strict):
+    every_steps: int = Field(ge=0, default=0)  # also write ``last.pt`` every N optimiser steps (0: per epoch)
+
+
+class LogConfig(_Strict):
+    tensorboard: bool = True
+    wandb: bool = False  # through accelerate's trackers; needs ``pip install wandb``
+    project: str = "albar"
 
 
 class OptimConfig(_Strict):
@@ -57,11 +116,14 @@ class OptimConfig(_Strict):
     betas: tuple[float, float] = (0.9, 0.999)
     epochs: int = Field(gt=0, default=50)
     warmup_epochs: float = Field(ge=0, default=5)
-    batch_size: int = Field(gt=0, default=8)  # per process
+    batch_size: int = Field(gt=0, default=8)  # per process and per micro-batch
+    grad_accum: int = Field(gt=0, default=1)  # micro-batches per optimiser step
     grad_clip: float | None = None
 
 
 class TrainConfig(_Strict):
+    out_dir: Path = Path("runs/albar")
+    resume: Union[Literal["auto", "never"], Path] = "auto"  # auto: continue from out_dir/last.pt if present
     seed: int = 0
     threads: int | None = None  # torch CPU threads; None leaves torch's default
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
@@ -69,6 +131,11 @@ class TrainConfig(_Strict):
     objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
+
+    _expand_out = field_validator("out_dir")(_expand)
 
     @field_validator("threads")
     @classmethod
@@ -95,3 +162,46 @@ def parse_config(data: dict[str, Any]) -> TrainConfig:
         return TrainConfig.model_validate(data)
     except ValidationError as err:
         raise ConfigError(_format(err)) from None
+
+
+def apply_override(data: dict[str, Any], override: str) -> None:
+    """Apply ``key.sub=value`` to a nested dict; the value is parsed as YAML (``1e-4``, ``[1, 2]``, ``null``)."""
+    if "=" not in override:
+        raise ConfigError(f"override {override!r} is not of the form key.sub=value")
+    key, raw = override.split("=", 1)
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"override {override!r} has an empty key part")
+    node = data
+    for i, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {override!r}: {'.'.join(parts[: i + 1])} is not a section")
+        node = child
+    node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
+    """A YAML file (or the defaults) plus overrides, validated; errors name the file and the key."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML ({err})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
+    for override in overrides:
+        apply_override(data, override)
+    try:
+        return parse_config(data)
+    except ConfigError as err:
+        raise ConfigError(f"{path or 'config'}: {err}") from None
+
+
+def dump_config(cfg: TrainConfig) -> str:
+    """The resolved config as YAML, loadable by :func:`load_config`."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -1,8 +1,9 @@
-"""The ``albar`` command: ``albar demo``, ``albar models``."""
+"""The ``albar`` command: demo, train, eval, predict, extract-features, models."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -13,31 +14,125 @@ def _default_cache() -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="albar", description=__doc__)
+    parser = argparse.ArgumentParser(prog="albar", description="Train video models on motion; measure static bias.")
     sub = parser.add_subparsers(dest="command", required=True)
+
     demo = sub.add_parser("demo", help="plain CE vs ALBAR on the synthetic benchmark (a few minutes on a CPU)")
     demo.add_argument("--out", type=Path, default=Path("albar-demo"), help="output folder (results.json, results.png)")
     demo.add_argument("--cache", type=Path, default=_default_cache(), help="where the benchmark is built once")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--epochs", type=int, default=6)
     demo.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    def config_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", type=Path, help="YAML config (configs/*.yaml)")
+        p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides, e.g. optim.lr=2e-4")
+        p.add_argument("--no-progress", action="store_true")
+
+    train = sub.add_parser("train", help="train per a config (accelerate launch -m albar train ... for many GPUs)")
+    config_args(train)
+    train.add_argument("--resume", type=Path, help="continue from this checkpoint (default: out_dir/last.pt if any)")
+    train.add_argument("--method", default="run", help="name of this run in results.json")
+
+    ev = sub.add_parser("eval", help="the bias suite (IID, SCUBA, SCUFO, contrasted, ConflFG) on a checkpoint")
+    config_args(ev)
+    ev.add_argument("--checkpoint", type=Path, required=True)
+    ev.add_argument("--out", type=Path, help="output folder (default: <checkpoint folder>/eval-<name>)")
+
+    for name, help_text in (("predict", "top-5 per video, and on its static clip (the static-bias probe)"),
+                            ("extract-features", "pooled backbone features per video to .npy")):
+        p = sub.add_parser(name, help=help_text)
+        config_args(p)
+        p.add_argument("--checkpoint", type=Path, required=True)
+        p.add_argument("--videos", type=Path, nargs="+", required=True)
+        if name == "extract-features":
+            p.add_argument("--out", type=Path, required=True)
+        else:
+            p.add_argument("--json", action="store_true", help="print JSON")
+
     sub.add_parser("models", help="list the model names the registry knows")
     return parser
 
 
+def _fail(message: str, code: int = 2) -> int:
+    print(f"albar: error: {message}", file=sys.stderr)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "demo":
-        from albar.cli.demo import run_demo
-
-        if args.epochs < 1:
-            print("albar demo: --epochs must be >= 1", file=sys.stderr)
-            return 2
-        run_demo(args.out, args.cache, seed=args.seed, epochs=args.epochs, progress=not args.no_progress)
-        return 0
     if args.command == "models":
         from albar.models import list_models
 
         print("\n".join(list_models()))
         return 0
-    return 2
+    if args.command == "demo":
+        from albar.cli.demo import run_demo
+
+        if args.epochs < 1:
+            return _fail("--epochs must be >= 1")
+        run_demo(args.out, args.cache, seed=args.seed, epochs=args.epochs, progress=not args.no_progress)
+        return 0
+
+    from albar.config import ConfigError, load_config
+
+    overrides = list(args.overrides)
+    if getattr(args, "resume", None) is not None:
+        overrides.append(f"resume={args.resume}")
+    try:
+        cfg = load_config(args.config, overrides)
+    except ConfigError as err:
+        return _fail(str(err))
+    progress = not args.no_progress
+    try:
+        if args.command == "train":
+            from albar.training.run import fit
+
+            summary = fit(cfg, progress=progress, method=args.method)
+            print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, dict)}, indent=2))
+            return 0
+        if args.command == "eval":
+            from albar.evaluation.report import format_table
+            from albar.training.run import evaluate_checkpoint
+
+            out = args.out or args.checkpoint.parent / f"eval-{args.checkpoint.stem}"
+            summary = evaluate_checkpoint(cfg, args.checkpoint, out, progress=progress)
+            print(format_table({args.checkpoint.stem: summary}))
+            print(f"results: {out / 'results.json'}")
+            return 0
+        return _inference(args, cfg)
+    except (FileNotFoundError, ValueError) as err:
+        return _fail(str(err))
+    except KeyboardInterrupt:
+        return 130
+
+
+def _inference(args: argparse.Namespace, cfg) -> int:
+    from albar.evaluation.inference import extract_features, predict_videos
+    from albar.models import build_model, load_checkpoint_weights
+
+    model = build_model(cfg.model.name, cfg.model.num_classes, None, **cfg.model.kwargs)
+    load_checkpoint_weights(model, args.checkpoint)
+    d = cfg.data
+    from albar.data.transforms import build_transform
+
+    kwargs = {"num_frames": d.num_frames, "stride": d.stride, "mode": d.test_view, "seed": cfg.seed,
+              "transform": build_transform(False, d.crop_size, d.resize_short, d.train_crop, d.hflip, d.mean, d.std)}
+    missing = [str(v) for v in args.videos if not v.exists()]
+    if missing:
+        return _fail(f"no such video: {', '.join(missing)}")
+    if args.command == "extract-features":
+        written = extract_features(model, args.videos, kwargs, args.out)
+        print(f"wrote {len(written)} feature files to {args.out}")
+        return 0
+    classes_file = d.root / "classes.txt" if d.root is not None else None
+    classes = classes_file.read_text().split() if classes_file and classes_file.is_file() else None
+    rows = predict_videos(model, args.videos, kwargs, classes, frame=cfg.objective.frame)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        print(row["video"])
+        for m, s in zip(row["motion"], row["static"]):
+            print(f"  {m['class']!s:>20} {100 * m['prob']:5.1f}%    static: {s['class']!s:>20} {100 * s['prob']:5.1f}%")
+    return 0

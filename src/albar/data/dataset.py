@@ -18,8 +18,9 @@ from albar.data.transforms import apply_transform
 class ClipDataset(Dataset):
     """Returns ``{"clip": (C, T, H, W) float, "label": int, "key": str, "index": int}``.
 
-    Training clips start at a random frame drawn from ``seed``, the epoch (``set_epoch``) and the index,
-    so a run is reproducible whatever the number of loader workers. ``cache`` keeps the decoded frames
+    Training clips start at a random frame, and get a random crop and flip, drawn from ``seed``, the epoch
+    (``set_epoch``) and the index: a run is reproducible whatever the number of loader workers, and after
+    a resume. ``cache`` keeps the decoded frames
     of every clip in memory (worth it for small sets of short videos, as the synthetic benchmark); it
     implies a fixed clip per video, so use it for evaluation or with ``mode='center'``.
     """
@@ -77,9 +78,12 @@ class ClipDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         frames = torch.from_numpy(np.ascontiguousarray(self.frames(index)))
-        clip = apply_transform(self.transform, frames) if self.transform is not None else (
-            frames.permute(3, 0, 1, 2).float() / 255.0
-        )
+        if self.transform is None:
+            clip = frames.permute(3, 0, 1, 2).float() / 255.0
+        else:  # random crops and flips drawn from (seed, epoch, index): the same in any worker, after resume
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)[0]))
+                clip = apply_transform(self.transform, frames)
         item = self.items[index]
         return {"clip": clip, "label": item.label, "key": item.key, "index": index}
 

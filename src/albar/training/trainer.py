@@ -1,17 +1,26 @@
-"""The training loop on HF accelerate: the same code on one CPU process, one GPU or many."""
+"""The training loop on HF accelerate: the same code on one CPU process, one GPU, many GPUs or nodes.
+
+What it guarantees: the LR schedule is computed identically on every rank and stepped per optimiser step;
+data order and augmentation depend only on (seed, epoch, index), so a run resumed from ``last.pt`` (written
+every N steps, every epoch and on Ctrl-C) continues exactly; a non-finite loss stops the run before it
+touches the last good checkpoint.
+"""
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import gather_object, set_seed
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
 from albar.config import TrainConfig
@@ -20,8 +29,8 @@ from albar.evaluation.metrics import topk_accuracy
 from albar.evaluation.predict import predict
 from albar.models import build_model
 from albar.objectives import ALBARLoss
+from albar.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from albar.training.schedule import scaled_lr, warmup_cosine
-from albar.utils import atomic_write
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -33,10 +42,60 @@ class TrainResult:
     model: nn.Module
     accelerator: Accelerator
     history: list[dict[str, float]] = field(default_factory=list)
+    best_score: float | None = None
 
 
-def make_accelerator(cfg: TrainConfig) -> Accelerator:
-    return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=cfg.mixed_precision)
+class EpochShardSampler(Sampler[int]):
+    """Shuffled by (seed, epoch), sharded across ranks like DistributedSampler, and resumable mid-epoch.
+
+    Only whole global batches are used (``drop_last``): rank r takes every world-th index of the
+    permutation, so the union of the ranks' batches b is the single-process batch b of the same global size.
+    """
+
+    def __init__(self, size: int, batch_size: int, rank: int = 0, world: int = 1, seed: int = 0) -> None:
+        self.size, self.batch_size, self.rank, self.world, self.seed = size, batch_size, rank, world, seed
+        self.epoch, self.start_batch = 0, 0
+        self.batches_per_epoch = size // (batch_size * world)
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        self.epoch, self.start_batch = epoch, start_batch
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        perm = torch.randperm(self.size, generator=g)[: self.batches_per_epoch * self.batch_size * self.world]
+        mine = perm[self.rank :: self.world].tolist()
+        return iter(mine[self.start_batch * self.batch_size :])
+
+    def __len__(self) -> int:
+        return (self.batches_per_epoch - self.start_batch) * self.batch_size
+
+
+def make_accelerator(cfg: TrainConfig, out_dir: Path | None = None) -> Accelerator:
+    log_with = []
+    if out_dir is not None and cfg.log.tensorboard:
+        log_with.append("tensorboard")
+    if out_dir is not None and cfg.log.wandb:
+        log_with.append("wandb")
+    return Accelerator(
+        cpu=not torch.cuda.is_available(), mixed_precision=cfg.mixed_precision, log_with=log_with or None,
+        project_dir=str(out_dir) if out_dir is not None else None,
+    )
+
+
+def _flat_hparams(cfg: TrainConfig) -> dict[str, float | int | str | bool]:
+    out: dict[str, float | int | str | bool] = {}
+
+    def walk(prefix: str, node: object) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(f"{prefix}{k}.", v)
+        elif isinstance(node, (int, float, str, bool)):
+            out[prefix[:-1]] = node
+        elif node is not None:
+            out[prefix[:-1]] = str(node)
+
+    walk("", cfg.model_dump(mode="json"))
+    return out
 
 
 def train(
@@ -48,80 +107,172 @@ def train(
     progress: bool = True,
     desc: str = "train",
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+    evaluate_bias: Callable[[nn.Module, Accelerator], dict[str, float]] | None = None,
 ) -> TrainResult:
-    """Train ``cfg.model`` on ``train_set`` with the ALBAR objective of ``cfg.objective``."""
+    """Train ``cfg.model`` on ``train_set`` with the objective of ``cfg.objective``.
+
+    With ``out_dir``: checkpoints (``last.pt``, ``best.pt`` by validation top-1), ``steps.jsonl`` (one line
+    per optimiser step), TensorBoard scalars, and resume from ``last.pt`` per ``cfg.resume``.
+    ``evaluate_bias`` runs every ``cfg.eval.bias_every_epochs`` epochs; its metrics join the epoch record.
+    """
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    accelerator = accelerator or make_accelerator(cfg)
+    out = Path(out_dir) if out_dir is not None else None
+    accelerator = accelerator or make_accelerator(cfg, out)
     set_seed(cfg.seed)
     model = build_model(cfg.model.name, cfg.model.num_classes, cfg.model.weights, **cfg.model.kwargs)
-    ob = cfg.objective
+    ob, o = cfg.objective, cfg.optim
     criterion = ALBARLoss(ob.w_adv, ob.w_ent, ob.w_gp, ob.frame)
-    o = cfg.optim
-    global_batch = o.batch_size * accelerator.num_processes
-    if len(train_set) < global_batch:
+    world = accelerator.num_processes
+    global_batch = o.batch_size * world * o.grad_accum
+    sampler = EpochShardSampler(len(train_set), o.batch_size, accelerator.process_index, world, cfg.seed)
+    steps_per_epoch = sampler.batches_per_epoch // o.grad_accum
+    if steps_per_epoch < 1:
         raise ValueError(f"training set has {len(train_set)} clips, fewer than one global batch ({global_batch})")
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=scaled_lr(o.lr, global_batch, o.lr_reference_batch),
-        betas=o.betas, weight_decay=o.weight_decay,
+        model.parameters(), lr=scaled_lr(o.lr, global_batch, o.lr_reference_batch), betas=o.betas,
+        weight_decay=o.weight_decay,
     )
-    loader = DataLoader(
-        train_set, batch_size=o.batch_size, shuffle=True, drop_last=True, num_workers=cfg.data.num_workers,
-        generator=torch.Generator().manual_seed(cfg.seed), persistent_workers=False,
-    )
-    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
-    steps_per_epoch = len(loader)
-    total = steps_per_epoch * o.epochs
-    warmup = round(o.warmup_epochs * steps_per_epoch)
-    ramp = round(cfg.objective.ramp_epochs * steps_per_epoch)
+    total, warmup = steps_per_epoch * o.epochs, round(o.warmup_epochs * steps_per_epoch)
+    ramp = round(ob.ramp_epochs * steps_per_epoch)
+    # Not prepared: accelerate would step it once per process. Every rank steps it identically instead.
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, total, warmup))
-    # Not prepared: accelerate would step it once per process. Every rank steps it identically here.
+    model, optimizer = accelerator.prepare(model, optimizer)
+    loader = DataLoader(train_set, batch_size=o.batch_size, sampler=sampler, num_workers=cfg.data.num_workers,
+                        drop_last=True, persistent_workers=False)
 
     history: list[dict[str, float]] = []
-    step = 0
-    for epoch in range(o.epochs):
-        train_set.set_epoch(epoch)
-        if hasattr(loader, "set_epoch"):
-            loader.set_epoch(epoch)
-        model.train()
-        sums: dict[str, float] = {}
-        correct = seen = 0
-        bar = tqdm(loader, desc=f"{desc} {epoch + 1}/{o.epochs}", leave=False,
-                   disable=not (progress and accelerator.is_main_process))
-        for batch in bar:
-            with accelerator.autocast():
-                scale = min(1.0, step / ramp) if ramp else 1.0
-                terms = criterion(model, batch["clip"], batch["label"], weight_scale=scale)
-            if not torch.isfinite(terms.total):
-                bad = [k for k, v in terms.scalars().items() if not math.isfinite(v)]
-                raise NonFiniteLossError(
-                    f"non-finite loss at epoch {epoch + 1}, step {step}: terms {bad} are not finite "
-                    f"({terms.scalars()})"
-                )
-            accelerator.backward(terms.total)
-            if o.grad_clip:
-                accelerator.clip_grad_norm_(model.parameters(), o.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            for k, v in terms.scalars().items():
-                sums[k] = sums.get(k, 0.0) + v
-            correct += int((terms.logits.argmax(1) == batch["label"]).sum())
-            seen += len(batch["label"])
-            bar.set_postfix(loss=f"{sums['loss'] / (bar.n + 1):.3f}")
-        record = {"epoch": epoch + 1, "lr": scheduler.get_last_lr()[0], "train_top1": 100.0 * correct / max(seen, 1)}
-        record.update({f"train_{k}": v / steps_per_epoch for k, v in sums.items()})
-        if val_set is not None:
-            preds = predict(model, val_set, accelerator, batch_size=o.batch_size * 2, num_workers=cfg.data.num_workers)
-            record["val_top1"] = topk_accuracy(preds.scores, preds.labels, 1)
-        history.append(record)
-        if on_epoch_end is not None and accelerator.is_main_process:
-            on_epoch_end(epoch, record)
+    step, start_epoch, start_batch, best = 0, 0, 0, None
+    last_path = out / "last.pt" if out is not None else None
+    resume = None if cfg.resume == "never" or out is None else (
+        last_path if cfg.resume == "auto" else Path(cfg.resume)
+    )
+    if resume is not None and (resume.is_file() or cfg.resume != "auto"):
+        state = load_checkpoint(resume)
+        accelerator.unwrap_model(model).load_state_dict(state["model"])
+        optimizer.optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if accelerator.scaler is not None and state.get("scaler"):
+            accelerator.scaler.load_state_dict(state["scaler"])
+        step, start_epoch, start_batch = state["step"], state["epoch"], state["batch_in_epoch"]
+        best, history = state["best_score"], state["history"]
+        ranks = state["rng"]
+        set_rng_state(ranks[accelerator.process_index] if accelerator.process_index < len(ranks) else ranks[0])
+        if accelerator.is_main_process:
+            print(f"resumed from {resume}: epoch {start_epoch + 1}, step {step}")
+    if out is not None:
+        accelerator.init_trackers(cfg.log.project, config=_flat_hparams(cfg))
 
-    unwrapped = accelerator.unwrap_model(model)
-    if out_dir is not None and accelerator.is_main_process:
-        path = Path(out_dir) / "model.pt"
-        state = {"model": unwrapped.state_dict(), "config": cfg.model_dump(mode="json")}
-        atomic_write(path, lambda tmp: torch.save(state, tmp))
-    return TrainResult(model=unwrapped, accelerator=accelerator, history=history)
+    def checkpoint(epoch: int, batch_in_epoch: int) -> None:
+        states = gather_object([rng_state()]) if world > 1 else [rng_state()]
+        if accelerator.is_main_process and last_path is not None:
+            save_checkpoint(last_path, {
+                "model": accelerator.unwrap_model(model).state_dict(), "optimizer": optimizer.optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None,
+                "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "best_score": best,
+                "history": history, "rng": states, "config": cfg.model_dump(mode="json"),
+            })
+        accelerator.wait_for_everyone()
+
+    steps_log = open(out / "steps.jsonl", "a") if out is not None and accelerator.is_main_process else None
+    epoch, last_rng = start_epoch, rng_state()
+    try:
+        for epoch in range(start_epoch, o.epochs):
+            train_set.set_epoch(epoch)
+            first = start_batch if epoch == start_epoch else 0
+            sampler.set_epoch(epoch, first * o.grad_accum)
+            model.train()
+            sums: dict[str, float] = {}
+            correct = seen = micro = 0
+            bar = tqdm(total=steps_per_epoch, initial=first, desc=f"{desc} {epoch + 1}/{o.epochs}", leave=False,
+                       disable=not (progress and accelerator.is_main_process))
+            batches = iter(loader)
+            for batch_in_epoch in range(first, steps_per_epoch):
+                for k in range(o.grad_accum):
+                    batch = next(batches)
+                    clip = batch["clip"].to(accelerator.device, non_blocking=True)
+                    label = batch["label"].to(accelerator.device, non_blocking=True)
+                    scale = min(1.0, step / ramp) if ramp else 1.0
+                    sync = k == o.grad_accum - 1
+                    with accelerator.no_sync(model) if not sync else nullcontext():
+                        with accelerator.autocast():
+                            terms = criterion(model, clip, label, weight_scale=scale)
+                        if not torch.isfinite(terms.total):
+                            bad = [n for n, v in terms.scalars().items() if not math.isfinite(v)]
+                            raise NonFiniteLossError(
+                                f"non-finite loss at epoch {epoch + 1}, step {step}: terms {bad} are not finite "
+                                f"({terms.scalars()}); the last good checkpoint is left as it was"
+                            )
+                        accelerator.backward(terms.total / o.grad_accum)
+                    scalars = terms.scalars()
+                    for name, v in scalars.items():
+                        sums[name] = sums.get(name, 0.0) + v
+                    correct += int((terms.logits.argmax(1) == label).sum())
+                    seen += len(label)
+                    micro += 1
+                if o.grad_clip:
+                    accelerator.clip_grad_norm_(model.parameters(), o.grad_clip)
+                lr = scheduler.get_last_lr()[0]
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                last_rng = rng_state() if out is not None else None
+                if steps_log is not None:
+                    steps_log.write(json.dumps({"step": step, "epoch": epoch + 1, "lr": lr, **scalars}) + "\n")
+                    steps_log.flush()
+                if out is not None:
+                    accelerator.log({f"train/{k}": v for k, v in scalars.items()} | {"train/lr": lr}, step=step)
+                bar.update()
+                bar.set_postfix(loss=f"{sums['loss'] / micro:.3f}")
+                every = cfg.checkpoint.every_steps
+                if every and step % every == 0 and batch_in_epoch + 1 < steps_per_epoch:
+                    checkpoint(epoch, batch_in_epoch + 1)
+            bar.close()
+            record: dict[str, float] = {"epoch": epoch + 1, "lr": scheduler.get_last_lr()[0],
+                                        "train_top1": 100.0 * correct / max(seen, 1)}
+            record.update({f"train_{k}": v / max(micro, 1) for k, v in sums.items()})
+            if val_set is not None:
+                preds = predict(model, val_set, accelerator, batch_size=cfg.eval.batch_size or 2 * o.batch_size,
+                                num_workers=cfg.data.num_workers)
+                record["val_top1"] = topk_accuracy(preds.scores, preds.labels, 1)
+            k_every = cfg.eval.bias_every_epochs
+            if evaluate_bias is not None and k_every and (epoch + 1) % k_every == 0 and epoch + 1 < o.epochs:
+                record.update(evaluate_bias(model, accelerator))
+            history.append(record)
+            if out is not None:
+                accelerator.log({f"epoch/{k}": v for k, v in record.items() if isinstance(v, (int, float))},
+                                step=step)
+            score = record.get("val_top1")
+            if score is not None and (best is None or score > best):
+                best = score
+                if accelerator.is_main_process and out is not None:
+                    save_checkpoint(out / "best.pt", {
+                        "model": accelerator.unwrap_model(model).state_dict(), "epoch": epoch + 1,
+                        "val_top1": score, "config": cfg.model_dump(mode="json"),
+                    })
+            if on_epoch_end is not None and accelerator.is_main_process:
+                on_epoch_end(epoch, record)
+            start_batch = 0
+            checkpoint(epoch + 1, 0)
+    except KeyboardInterrupt:
+        if last_path is not None and accelerator.is_main_process:
+            # the state after the last finished optimiser step: resumable exactly (one process; under several
+            # processes every rank restarts from rank 0's random state)
+            done = step - epoch * steps_per_epoch
+            save_checkpoint(last_path, {
+                "model": accelerator.unwrap_model(model).state_dict(), "optimizer": optimizer.optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None,
+                "step": step, "epoch": epoch, "batch_in_epoch": done, "best_score": best, "history": history,
+                "rng": [last_rng] * world, "config": cfg.model_dump(mode="json"),
+            })
+            print(f"\ninterrupted: saved {last_path} (epoch {epoch + 1}, step {step}); run again to resume",
+                  file=sys.stderr)
+        raise
+    finally:
+        if steps_log is not None:
+            steps_log.close()
+    return TrainResult(model=accelerator.unwrap_model(model), accelerator=accelerator, history=history,
+                       best_score=best)

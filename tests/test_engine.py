@@ -1,0 +1,148 @@
+"""The training engine as a user runs it: `albar train/eval` processes, kills, resumes, two processes."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from albar.cli import main
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def write_config(tmp_path: Path, bench, name: str, **overrides) -> Path:
+    spec = bench.spec
+    cfg = {
+        "out_dir": str(tmp_path / name), "seed": 0, "threads": 1,
+        "model": {"name": "small3d", "num_classes": spec.num_classes},
+        "objective": {"w_adv": 0.5, "w_ent": 10.0, "w_gp": 10.0, "ramp_epochs": 1},
+        "data": {"source": "synthetic", "root": str(bench.root), "synthetic": dict(spec.__dict__),
+                 "num_frames": spec.num_frames, "stride": 1, "crop_size": spec.size, "resize_short": None,
+                 "train_crop": "none", "hflip": False, "num_workers": 0},
+        "optim": {"lr": 3e-3, "lr_reference_batch": None, "batch_size": 8, "epochs": 4, "warmup_epochs": 1},
+        "checkpoint": {"every_steps": 1},
+        "log": {"tensorboard": False},
+    }
+    for key, value in overrides.items():
+        node = cfg
+        *parents, last = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = value
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def run_train(config: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "albar", "train", "--config", str(config), "--no-progress", *extra],
+                          env=ENV, capture_output=True, text=True, timeout=300)
+
+
+def step_lrs(out: Path) -> dict[int, float]:
+    lrs = {}
+    for line in (out / "steps.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        lrs[rec["step"]] = rec["lr"]  # a step redone after a resume: the later line wins
+    return lrs
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_benchmark, tmp_path_factory):
+    """An uninterrupted run: the yardstick for resume and eval."""
+    tmp = tmp_path_factory.mktemp("ref")
+    cfg = write_config(tmp, tiny_benchmark, "ref")
+    proc = run_train(cfg)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return tmp / "ref"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_killed_run_resumes_to_identical_weights(tiny_benchmark, reference, tmp_path, sig):
+    cfg = write_config(tmp_path, tiny_benchmark, "run")
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "albar", "train", "--config", str(cfg), "--no-progress"],
+                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # wait until it is mid-way through epoch 2 (4 steps per epoch)
+        steps = out / "steps.jsonl"
+        if steps.is_file() and len(steps.read_text().splitlines()) >= 6:
+            break
+        time.sleep(0.005)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0, "the run finished before it could be interrupted"
+    assert not (out / "results.json").exists()
+    if sig == signal.SIGINT:
+        assert "interrupted: saved" in err
+    state = torch.load(out / "last.pt", weights_only=True)
+    assert 0 < state["step"] < 16
+    resumed = run_train(cfg)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resumed from" in resumed.stdout
+    a = torch.load(reference / "last.pt", weights_only=True)["model"]
+    b = torch.load(out / "last.pt", weights_only=True)["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert step_lrs(out) == step_lrs(reference)
+    assert json.loads((out / "results.json").read_text()) == json.loads((reference / "results.json").read_text())
+
+
+def test_eval_of_a_checkpoint_reproduces_training_time_metrics(reference, capsys):
+    code = main(["eval", "--config", str(reference / "config.yaml"), "--checkpoint", str(reference / "best.pt"),
+                 "--out", str(reference / "eval"), "--no-progress"])
+    assert code == 0
+    trained = json.loads((reference / "results.json").read_text())["methods"]["run"]
+    evaluated = json.loads((reference / "eval" / "results.json").read_text())["methods"]["best"]
+    for key in ("iid_top1", "scuba_top1", "scufo_top1", "contrasted", "conflfg_top1", "per_source"):
+        assert evaluated[key] == trained[key], key
+    assert "Contrasted" in capsys.readouterr().out
+
+
+def test_two_processes_match_one_with_the_same_global_batch(tiny_benchmark, tmp_path):
+    """accelerate launch, 2 CPU processes over gloo, batch 4 each, vs 1 process with batch 8."""
+    one = write_config(tmp_path, tiny_benchmark, "one", **{"optim.epochs": 2, "checkpoint.every_steps": 0})
+    two = write_config(tmp_path, tiny_benchmark, "two", **{"optim.epochs": 2, "optim.batch_size": 4,
+                                                          "checkpoint.every_steps": 0, "eval.batch_size": 16})
+    assert run_train(one).returncode == 0
+    launch = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "albar", "train",
+         "--config", str(two), "--no-progress"],
+        env=ENV, capture_output=True, text=True, timeout=300,
+    )
+    assert launch.returncode == 0, launch.stderr[-3000:]
+    a = torch.load(tmp_path / "one" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "two" / "last.pt", weights_only=True)
+    assert a["step"] == b["step"] == 8 and len(b["rng"]) == 2  # same optimiser steps; both ranks' RNG saved
+    # Tolerance: the same global batch, summed in another order: weights agree to float rounding.
+    for k in a["model"]:
+        assert torch.allclose(a["model"][k], b["model"][k], atol=1e-4, rtol=1e-3), k
+    ra = json.loads((tmp_path / "one" / "results.json").read_text())["methods"]["run"]
+    rb = json.loads((tmp_path / "two" / "results.json").read_text())["methods"]["run"]
+    for key in ("iid_top1", "scuba_top1", "scufo_top1", "contrasted", "conflfg_top1"):
+        assert abs(ra[key] - rb[key]) <= 1e-6, key  # every item predicted the same
+
+
+def test_config_errors_exit_2_and_name_the_key(tmp_path, capsys, tiny_benchmark):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("optim:\n  lrr: 0.1\n")
+    assert main(["train", "--config", str(bad)]) == 2
+    assert "optim.lrr" in capsys.readouterr().err
+    bad.write_text("optim:\n  epochs: many\n")
+    assert main(["train", "--config", str(bad)]) == 2
+    assert "optim.epochs" in capsys.readouterr().err
+    assert main(["train", "--config", str(tmp_path / "nope.yaml")]) == 2
+    assert "nope.yaml" in capsys.readouterr().err
+    cfg = write_config(tmp_path, tiny_benchmark, "paths", **{"data.source": "lists",
+                                                             "data.train": {"list": str(tmp_path / "missing.txt")}})
+    assert main(["train", "--config", str(cfg)]) == 2
+    assert "data.train.list" in capsys.readouterr().err
+    assert main(["train", "--config", str(cfg), "optim.batch_size=-1"]) == 2
+    assert "optim.batch_size" in capsys.readouterr().err
