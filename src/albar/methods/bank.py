@@ -88,7 +88,11 @@ def build_reference_model(name: str, num_classes: int, weights: str | None = Non
 
 def _loader(dataset: Dataset, batch_size: int, num_workers: int, generator: torch.Generator | None = None,
             shuffle: bool = False) -> DataLoader:
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers, generator=generator)
+    # Training drops a ragged last batch (a batch of one breaks BatchNorm in torchvision's 2D models),
+    # unless the whole dataset is smaller than one batch.
+    drop_last = shuffle and len(dataset) > batch_size  # type: ignore[arg-type]
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers, generator=generator,
+                      drop_last=drop_last)
 
 
 def train_reference_network(
