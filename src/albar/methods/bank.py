@@ -174,7 +174,11 @@ def _classify_frames(net: nn.Module, clip: Tensor, device: str | torch.device) -
 def score_frames(
     net: nn.Module, dataset: Dataset, batch_size: int = 16, device: str | torch.device = "cpu", num_workers: int = 0,
 ) -> FrameScores:
-    """Score every frame of every clip of ``dataset`` with the reference network (in eval mode)."""
+    """Score every frame of every clip of ``dataset`` with the reference network (in eval mode).
+
+    ``dataset`` yields ``{"clip": (C, T, H, W), "label": int, "index": int}`` (a :class:`~albar.data.ClipDataset`);
+    to score every frame of a video, give it ``num_frames`` covering the video and ``stride`` 1.
+    """
     net.eval()
     rows: dict[str, list[Tensor]] = {k: [] for k in ("video_index", "frame_index", "label", "pred", "p_pred", "p_gt")}
     for batch in _loader(dataset, batch_size, num_workers):
