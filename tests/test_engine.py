@@ -10,35 +10,11 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
+from helpers import write_config
 
 from albar.cli import main
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-
-
-def write_config(tmp_path: Path, bench, name: str, **overrides) -> Path:
-    spec = bench.spec
-    cfg = {
-        "out_dir": str(tmp_path / name), "seed": 0, "threads": 1,
-        "model": {"name": "small3d", "num_classes": spec.num_classes},
-        "objective": {"w_adv": 0.5, "w_ent": 10.0, "w_gp": 10.0, "ramp_epochs": 1},
-        "data": {"source": "synthetic", "root": str(bench.root), "synthetic": dict(spec.__dict__),
-                 "num_frames": spec.num_frames, "stride": 1, "crop_size": spec.size, "resize_short": None,
-                 "train_crop": "none", "hflip": False, "num_workers": 0},
-        "optim": {"lr": 3e-3, "lr_reference_batch": None, "batch_size": 8, "epochs": 4, "warmup_epochs": 1},
-        "checkpoint": {"every_steps": 1},
-        "log": {"tensorboard": False},
-    }
-    for key, value in overrides.items():
-        node = cfg
-        *parents, last = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[last] = value
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
 
 
 def run_train(config: Path, *extra: str) -> subprocess.CompletedProcess:

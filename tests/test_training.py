@@ -31,8 +31,9 @@ def test_training_is_reproducible_and_saves_weights(tiny_benchmark, tmp_path):
     )
     for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values()):
         assert torch.equal(x, y)
-    saved = torch.load(tmp_path / "model.pt", weights_only=True)
+    saved = torch.load(tmp_path / "last.pt", weights_only=True)
     assert torch.equal(saved["model"]["fc.weight"], a.model.state_dict()["fc.weight"])
+    assert saved["epoch"] == 2 and saved["step"] == 8 and (tmp_path / "best.pt").is_file()
     assert a.history[-1]["lr"] == pytest.approx(0.0, abs=1e-12)  # cosine reaches 0 at the last step
 
 

@@ -8,6 +8,8 @@ from typing import Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from albar.methods.config import MethodConfig
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -129,6 +131,7 @@ class TrainConfig(_Strict):
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     model: ModelConfig = Field(default_factory=ModelConfig)
     objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
+    method: MethodConfig = Field(default_factory=MethodConfig)  # batch transformation: Mixup, BE, StillMix...
     data: DataConfig = Field(default_factory=DataConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)

@@ -50,6 +50,17 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             p.add_argument("--json", action="store_true", help="print JSON")
 
+    cmp = sub.add_parser("compare", help="several methods, same budget and seed, then the comparison table and charts")
+    config_args(cmp)
+    cmp.add_argument("--methods", default="none,mixup,be,stillmix,albar",
+                     help="comma-separated: none, mixup, videomix, be, stillmix, albar, albar+stillmix")
+    cmp.add_argument("--out", type=Path, required=True, help="folder for one run per method and the comparison")
+
+    rep = sub.add_parser("report", help="the comparison table and charts from finished runs")
+    rep.add_argument("runs", type=Path, nargs="+", help="run folders (or results.json files)")
+    rep.add_argument("--out", type=Path, required=True)
+    rep.add_argument("--baseline", help="method to compare against (default: none / plain CE)")
+
     sub.add_parser("models", help="list the model names the registry knows")
     return parser
 
@@ -74,6 +85,18 @@ def main(argv: list[str] | None = None) -> int:
         run_demo(args.out, args.cache, seed=args.seed, epochs=args.epochs, progress=not args.no_progress)
         return 0
 
+    if args.command == "report":
+        from albar.evaluation.compare import load_runs, write_comparison
+
+        try:
+            results = load_runs(args.runs)
+            written = write_comparison(args.out, results, args.baseline)
+        except (FileNotFoundError, ValueError) as err:
+            return _fail(str(err))
+        print((args.out / "comparison.md").read_text())
+        print("wrote " + ", ".join(str(p) for p in written))
+        return 0
+
     from albar.config import ConfigError, load_config
 
     overrides = list(args.overrides)
@@ -90,6 +113,11 @@ def main(argv: list[str] | None = None) -> int:
 
             summary = fit(cfg, progress=progress, method=args.method)
             print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, dict)}, indent=2))
+            return 0
+        if args.command == "compare":
+            from albar.cli.compare import run_compare
+
+            run_compare(cfg, [m.strip() for m in args.methods.split(",") if m.strip()], args.out, progress)
             return 0
         if args.command == "eval":
             from albar.evaluation.report import format_table

@@ -61,13 +61,13 @@ def _items(name: str, spec: SetConfig, default_root: Path | None, num_classes: i
     return items
 
 
-def synthetic_lists(cfg: DataConfig) -> DataConfig:
+def synthetic_lists(cfg: DataConfig, progress: bool = True) -> DataConfig:
     """Build the synthetic benchmark if needed and return ``cfg`` pointing at its lists."""
     from albar.synthetic import BenchmarkSpec, build_benchmark
 
     if cfg.root is None:
         raise ValueError("data.root: the synthetic benchmark needs a folder to be built in")
-    bench = build_benchmark(cfg.root, BenchmarkSpec(**cfg.synthetic.model_dump()), progress=True)
+    bench = build_benchmark(cfg.root, BenchmarkSpec(**cfg.synthetic.model_dump()), progress=progress)
     lists = bench.root / "lists"
     paired = {"scuba": {}, "scufo": {}, "conflfg": {"list": lists / "conflfg.txt", "key": "stem"}}
     for source in bench.sources:
@@ -79,10 +79,12 @@ def synthetic_lists(cfg: DataConfig) -> DataConfig:
     })
 
 
-def build_data(cfg: DataConfig, seed: int, num_classes: int | None = None, train: bool = True) -> DataBundle:
+def build_data(
+    cfg: DataConfig, seed: int, num_classes: int | None = None, train: bool = True, progress: bool = True,
+) -> DataBundle:
     """Datasets of a run. Every list is checked before any work; errors name the config key."""
     if cfg.source == "synthetic":
-        cfg = synthetic_lists(cfg)
+        cfg = synthetic_lists(cfg, progress)
     test_tf = build_transform(False, cfg.crop_size, cfg.resize_short, cfg.train_crop, cfg.hflip, cfg.mean, cfg.std)
     train_tf = build_transform(True, cfg.crop_size, cfg.resize_short, cfg.train_crop, cfg.hflip, cfg.mean, cfg.std)
 
@@ -115,3 +117,10 @@ def build_data(cfg: DataConfig, seed: int, num_classes: int | None = None, train
     if classes_file is not None and classes_file.is_file():
         out.classes = classes_file.read_text().split()
     return out
+
+
+def preload(data: DataBundle, num_workers: int) -> None:
+    """Decode every cached dataset of ``data`` once, in ``num_workers`` processes."""
+    for ds in [data.train, data.val, *data.eval_sets().values()]:
+        if ds is not None and ds.cache is not None:
+            ds.preload(num_workers)

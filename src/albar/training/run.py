@@ -11,19 +11,12 @@ from accelerate import Accelerator
 from torch import nn
 
 from albar.config import TrainConfig, dump_config
-from albar.data.build import DataBundle, build_data
+from albar.data.build import build_data, preload
 from albar.evaluation.report import format_table
 from albar.evaluation.suite import evaluate_suite
 from albar.models import build_model, load_checkpoint_weights
 from albar.training.trainer import make_accelerator, train
 from albar.utils import atomic_write_json, atomic_write_text
-
-
-def _preload(data: DataBundle, cfg: TrainConfig) -> None:
-    if cfg.data.cache:
-        for ds in [data.train, data.val, *data.eval_sets().values()]:
-            if ds is not None:
-                ds.preload(cfg.data.num_workers)
 
 
 def write_results(out: Path, name: str, results: dict, extra: dict | None = None) -> None:
@@ -48,11 +41,11 @@ def fit(cfg: TrainConfig, progress: bool = True, method: str = "run") -> dict:
     """Train per ``cfg``, select the best epoch on validation, run the bias suite on it, write the results."""
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    data = build_data(cfg.data, cfg.seed, cfg.model.num_classes)
+    data = build_data(cfg.data, cfg.seed, cfg.model.num_classes, progress=progress)
     accelerator = make_accelerator(cfg, out)
     if accelerator.is_main_process:
         atomic_write_text(out / "config.yaml", dump_config(cfg))
-    _preload(data, cfg)
+    preload(data, cfg.data.num_workers)
     batch = cfg.eval.batch_size or 2 * cfg.optim.batch_size
 
     def bias(model: nn.Module, acc: Accelerator) -> dict:
@@ -82,7 +75,7 @@ def evaluate_checkpoint(cfg: TrainConfig, checkpoint: Path, out: Path, progress:
     model = build_model(cfg.model.name, cfg.model.num_classes, None, **cfg.model.kwargs)
     load_checkpoint_weights(model, checkpoint)
     model = accelerator.prepare(model)
-    _preload(data, cfg)
+    preload(data, cfg.data.num_workers)
     summary = evaluate_suite(model, data, accelerator, cfg.eval.batch_size or 2 * cfg.optim.batch_size,
                              cfg.data.num_workers, progress=progress)
     if accelerator.is_main_process:

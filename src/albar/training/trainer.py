@@ -27,6 +27,7 @@ from albar.config import TrainConfig
 from albar.data.dataset import ClipDataset
 from albar.evaluation.metrics import topk_accuracy
 from albar.evaluation.predict import predict
+from albar.methods import build_method, method_step
 from albar.models import build_model
 from albar.objectives import ALBARLoss
 from albar.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -123,6 +124,7 @@ def train(
     model = build_model(cfg.model.name, cfg.model.num_classes, cfg.model.weights, **cfg.model.kwargs)
     ob, o = cfg.objective, cfg.optim
     criterion = ALBARLoss(ob.w_adv, ob.w_ent, ob.w_gp, ob.frame)
+    method = build_method(cfg.method)
     world = accelerator.num_processes
     global_batch = o.batch_size * world * o.grad_accum
     sampler = EpochShardSampler(len(train_set), o.batch_size, accelerator.process_index, world, cfg.seed)
@@ -195,9 +197,12 @@ def train(
                     label = batch["label"].to(accelerator.device, non_blocking=True)
                     scale = min(1.0, step / ramp) if ramp else 1.0
                     sync = k == o.grad_accum - 1
+                    g = torch.Generator(device="cpu").manual_seed(
+                        cfg.seed * 1_000_003 + (step * o.grad_accum + k) * world + accelerator.process_index
+                    )  # the method's draws depend on (seed, step, rank) only: exact after a resume
                     with accelerator.no_sync(model) if not sync else nullcontext():
                         with accelerator.autocast():
-                            terms = criterion(model, clip, label, weight_scale=scale)
+                            terms = method_step(model, clip, label, method, criterion, g, scale).terms
                         if not torch.isfinite(terms.total):
                             bad = [n for n, v in terms.scalars().items() if not math.isfinite(v)]
                             raise NonFiniteLossError(
