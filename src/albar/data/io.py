@@ -108,6 +108,21 @@ def _read_folder(source: Path, sampler: IndexSampler) -> np.ndarray:
     return np.stack([decoded[i] for i in idx])
 
 
+def at_least(min_frames: int, sampler: IndexSampler, source: str | Path) -> IndexSampler:
+    """``sampler``, refusing sources of fewer than ``min_frames`` frames ("too short") with a ClipReadError.
+
+    Applied to the frames actually decoded: a stream that ends before its declared length is judged on
+    what it delivered.
+    """
+
+    def checked(n: int) -> Sequence[int]:
+        if n < min_frames:
+            raise ClipReadError(source, f"too short: {n} frames, need at least {min_frames}")
+        return sampler(n)
+
+    return checked
+
+
 def read_clip(source: str | Path, sampler: IndexSampler) -> np.ndarray:
     """Frames of ``source`` at the indices ``sampler(num_frames)`` chooses, as uint8 (T, H, W, 3).
 
