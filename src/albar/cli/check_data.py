@@ -69,8 +69,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def probe(job: tuple[str, int, int, int]) -> tuple[str, str | None, int]:
     """Decode what a centre clip needs and the last declared frame of ``source``.
 
-    Returns ``(source, problem or None, frames)``. A stream that ends before its declared length makes
-    the reader re-ask with the frames it got: that is reported as truncated.
+    Returns ``(source, problem or None, frames)``. Asking for the last declared frame makes the reader
+    decode to the end, so a stream cut short is reported as truncated (``read_clip``'s rule).
     """
     source, num_frames, stride, min_frames = job
     asked: list[int] = []
@@ -87,8 +87,6 @@ def probe(job: tuple[str, int, int, int]) -> tuple[str, str | None, int]:
         return source, err.reason, asked[-1] if asked else 0
     except Exception as err:  # a decoder bug must not stop the scan: report it with the file
         return source, f"unexpected {type(err).__name__}: {err}", 0
-    if len(asked) > 1 and asked[-1] < asked[0]:
-        return source, f"truncated: {asked[-1]} frames decodable of {asked[0]} declared", asked[-1]
     return source, None, asked[-1]
 
 
