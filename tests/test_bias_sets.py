@@ -7,8 +7,8 @@ from PIL import Image
 
 from albar.data import ClipDataset
 from albar.data.bias_sets import (
-    aras_set,
     albar_bias_set,
+    aras_set,
     bias_dir,
     check_pairing,
     class_labeler,

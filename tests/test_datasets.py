@@ -63,7 +63,8 @@ def test_hmdb51_albar_csv(hmdb_tree, tmp_path):
                    "fencing,Fencing_B_f_2.avi,1\n")
     split = hmdb51_csv(csv, videos)
     assert split.classes == ["brush_hair", "fencing"]
-    assert [(it.key, it.label) for it in split.items] == [("Brush_A_h_1", 0), ("Fencing_A_f_1", 1), ("Fencing_B_f_2", 1)]
+    assert [(it.key, it.label) for it in split.items] == [
+        ("Brush_A_h_1", 0), ("Fencing_A_f_1", 1), ("Fencing_B_f_2", 1)]
     assert split.items[2].source == videos / "fencing" / "Fencing_B_f_2.avi" and not split.missing
     named = tmp_path / "named.csv"  # labels given as class names, no class column
     named.write_text("filename,label\nfencing/Fencing_A_f_1.avi,fencing\nbrush_hair/Brush_A_h_1.avi,brush_hair\n")

@@ -34,7 +34,7 @@ from albar.data.datasets import (
     read_classes,
     ucf101_split,
 )
-from albar.data.io import ClipReadError, read_clip
+from albar.data.io import ClipReadError, read_clip, source_kind
 from albar.data.sampling import clip_indices
 from albar.utils import atomic_write_json
 
@@ -75,9 +75,11 @@ def probe(job: tuple[str, int, int, int]) -> tuple[str, str | None, int]:
     source, num_frames, stride, min_frames = job
     asked: list[int] = []
 
+    still = source_kind(Path(source)) == "image"  # a SCUFO still is one frame by design
+
     def sampler(n: int) -> list[int]:
         asked.append(n)
-        if n < min_frames:
+        if n < min_frames and not still:
             raise ClipReadError(source, f"too short: {n} frames, need at least {min_frames}")
         return clip_indices(n, num_frames, stride, "center") + [n - 1]
 
@@ -132,7 +134,7 @@ def collect_sets(args: argparse.Namespace) -> tuple[dict[str, DatasetSplit], lis
         s = add(csv_path.stem, lambda p=csv_path, c=k400_classes: kinetics400_csv(p, args.video_root, c))
         k400_classes = k400_classes or (s.classes if s else None)
     for path in args.list:
-        add(path.stem, lambda p=path: list_split(p, args.root, classes))
+        add(path.stem, lambda p=path: list_split(p, args.root, classes, strict=False))
     if args.bias_root:
         found = find_bias_sets(args.bias_root)
         if not found:

@@ -264,10 +264,11 @@ def list_split(
     classes: Sequence[str] | str | Path | None = None,
     key: Literal["path", "stem"] = "path",
     name: str | None = None,
+    strict: bool = True,
 ) -> DatasetSplit:
     """An mmaction2 list (``path label`` or ``dir num_frames label``, 0-based) with class names from a
     sequence, a class file (see :func:`read_classes`) or, if none, ``'0'..'K-1'``. Labels out of range of
-    the given classes are label problems."""
+    the given classes raise :class:`LabelError` unless ``strict`` is off (``check-data`` reports them)."""
     items = read_list(list_path, root, key=key)
     if isinstance(classes, (str, Path)):
         names = read_classes(classes)
@@ -277,6 +278,6 @@ def list_split(
         names = [str(i) for i in range(max(it.label for it in items) + 1)] if items else []
     bad = {it.key: f"label {it.label} out of range for {len(names)} classes" for it in items
            if it.label >= len(names)}
-    if bad:
+    if bad and strict:
         raise LabelError(str(list_path), bad)
     return _with_missing(name or Path(list_path).stem, items, names)
