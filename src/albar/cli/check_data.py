@@ -34,7 +34,7 @@ from albar.data.datasets import (
     read_classes,
     ucf101_split,
 )
-from albar.data.io import ClipReadError, read_clip, source_kind
+from albar.data.io import ClipReadError, at_least, read_clip
 from albar.data.sampling import clip_indices
 from albar.utils import atomic_write_json
 
@@ -75,16 +75,12 @@ def probe(job: tuple[str, int, int, int]) -> tuple[str, str | None, int]:
     source, num_frames, stride, min_frames = job
     asked: list[int] = []
 
-    still = source_kind(Path(source)) == "image"  # a SCUFO still is one frame by design
-
-    def sampler(n: int) -> list[int]:
+    def wanted(n: int) -> list[int]:
         asked.append(n)
-        if n < min_frames and not still:
-            raise ClipReadError(source, f"too short: {n} frames, need at least {min_frames}")
         return clip_indices(n, num_frames, stride, "center") + [n - 1]
 
     try:
-        read_clip(source, sampler)
+        read_clip(source, at_least(min_frames, wanted, source))
     except ClipReadError as err:
         return source, err.reason, asked[-1] if asked else 0
     except Exception as err:  # a decoder bug must not stop the scan: report it with the file

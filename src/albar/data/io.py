@@ -119,8 +119,10 @@ def at_least(min_frames: int, sampler: IndexSampler, source: str | Path) -> Inde
     """``sampler``, refusing sources of fewer than ``min_frames`` frames ("too short") with a ClipReadError.
 
     Applied to the frames actually decoded: a stream that ends before its declared length is judged on
-    what it delivered.
+    what it delivered. A still image (a SCUFO frame) is one frame by design and is never too short.
     """
+    if source_kind(Path(source)) == "image":
+        return sampler
 
     def checked(n: int) -> Sequence[int]:
         if n < min_frames:
