@@ -1,5 +1,7 @@
 import argparse
 import json
+import os
+from pathlib import Path
 
 from data_fixtures import corrupt, empty, truncate, write_faststart_mp4
 from helpers import numbered_frames, write_folder, write_video, write_zip
@@ -95,3 +97,22 @@ def test_check_data_passes_a_clean_tree(tmp_path, capsys):
     assert run(parse(args)) == 0
     assert "check-data: OK" in capsys.readouterr().out
     assert json.loads((tmp_path / "report.json").read_text())["problems"] == []
+
+
+def test_check_data_runs_as_a_command(tmp_path):
+    """The module entry point, in a fresh process (as ``albar check-data`` will run it)."""
+    import subprocess
+    import sys
+
+    args, _ = build_tree(tmp_path)
+    cmd = [sys.executable, "-m", "albar.cli.check_data", "--no-progress", *map(str, args)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")})
+    assert done.returncode == 1, done.stderr
+    assert "v_Fencing_g04_c01.mp4: truncated: stream ended after 1 of 24 declared frames" in done.stdout
+
+
+def test_check_data_reports_a_wrong_root(tmp_path, capsys):
+    bad = tmp_path / "absent"
+    assert run(parse(["--bias-root", bad, "--workers", 1])) == 1
+    assert f"LAYOUT {bad}: no <DS>_<SCUBA|SCUFO|ConflFG>_<Source> folders" in capsys.readouterr().out

@@ -28,6 +28,7 @@ from albar.data.bias_sets import (
 from albar.data.datasets import (
     DatasetSplit,
     LabelError,
+    hmdb51_csv,
     hmdb51_split,
     kinetics400_csv,
     list_split,
@@ -47,6 +48,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="mmaction2 list 'path label' or 'dir num_frames label' (repeatable)")
     p.add_argument("--root", type=Path, help="folder the --list paths are relative to (default: the list's)")
     p.add_argument("--hmdb51", type=Path, metavar="SPLITS_DIR", help="folder of <class>_test_split<N>.txt")
+    p.add_argument("--hmdb51-csv", action="append", default=[], type=Path, metavar="CSV",
+                   help="ALBAR's hmdb51_{train,test}_labels.csv (filename,label[,class]; repeatable)")
     p.add_argument("--ucf101", type=Path, metavar="LIST_DIR", help="the ucfTrainTestlist folder")
     p.add_argument("--kinetics", action="append", default=[], type=Path, metavar="CSV",
                    help="Kinetics-400 annotation CSV (repeatable; classes from the first)")
@@ -114,7 +117,7 @@ def collect_sets(args: argparse.Namespace) -> tuple[dict[str, DatasetSplit], lis
         sets[split.name] = split
         return split
 
-    needs_root = args.hmdb51 or args.ucf101 or args.kinetics
+    needs_root = args.hmdb51 or args.hmdb51_csv or args.ucf101 or args.kinetics
     if needs_root and not args.video_root:
         problems.append({"set": "", "file": "", "kind": "usage", "reason": "--video-root is required"})
         return sets, problems
@@ -125,6 +128,9 @@ def collect_sets(args: argparse.Namespace) -> tuple[dict[str, DatasetSplit], lis
         if args.ucf101:
             s = add(f"ucf101_{subset}", lambda sub=subset: ucf101_split(args.ucf101, args.video_root, args.split, sub))
             classes = classes or (s.classes if s else None)
+    for csv_path in args.hmdb51_csv:
+        s = add(csv_path.stem, lambda p=csv_path, c=classes: hmdb51_csv(p, args.video_root, c))
+        classes = classes or (s.classes if s else None)
     k400_classes = classes
     for csv_path in args.kinetics:
         s = add(csv_path.stem, lambda p=csv_path, c=k400_classes: kinetics400_csv(p, args.video_root, c))
@@ -132,7 +138,7 @@ def collect_sets(args: argparse.Namespace) -> tuple[dict[str, DatasetSplit], lis
     for path in args.list:
         add(path.stem, lambda p=path: list_split(p, args.root, classes, strict=False))
     if args.bias_root:
-        found = find_bias_sets(args.bias_root)
+        found = find_bias_sets(args.bias_root) if args.bias_root.is_dir() else {}
         if not found:
             problems.append({"set": str(args.bias_root), "file": "", "kind": "layout",
                              "reason": "no <DS>_<SCUBA|SCUFO|ConflFG>_<Source> folders"})
