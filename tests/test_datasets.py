@@ -209,3 +209,5 @@ def test_view_dataset_yields_the_frames_of_each_view(tmp_path, codec, ext):
         got = [[frame_number(255 * sample["clips"][k * spec.crops + s, :, t].permute(1, 2, 0).numpy())
                 for t in range(4)] for k in range(spec.clips) for s in range(spec.crops)]
         assert got == [w for w in want for _ in range(spec.crops)]
+    resized = ViewDataset(items, 4, 2, "2x3", crop_size=36, resize_short=40)[0]["clips"]  # 32x48 -> 40x60
+    assert resized.shape == (6, 3, 4, 36, 36) and resized.dtype == torch.float32
