@@ -221,6 +221,9 @@ def run(args: argparse.Namespace) -> int:
     summary, found = check_sets(sets, args.num_frames, args.stride, args.min_frames, args.num_classes,
                                 args.workers, progress=not args.no_progress)
     problems += found
+    if not sets and not problems:
+        problems.append({"set": "", "file": "", "kind": "usage",
+                         "reason": "nothing to check: name a --list, --hmdb51, --ucf101, --kinetics or --bias-root"})
     for name, info in summary.items():
         counts = info["class_counts"]
         empty = [c for c, n in counts.items() if n == 0]
