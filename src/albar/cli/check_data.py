@@ -231,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
               + (f", {len(empty)} empty: {', '.join(empty[:10])}" if empty else ""))
     for p in problems:
         where = " ".join(x for x in (p["set"], p["file"]) if x)
-        print(f"{p['kind'].upper()} {where}: {p['reason']}")
+        print(f"{p['kind'].upper()}{' ' + where if where else ''}: {p['reason']}")
     ok = not problems and bool(sets)
     print(f"check-data: {'OK' if ok else f'{len(problems)} problem(s)'} in {sum(len(s.items) for s in sets.values())} "
           f"items of {len(sets)} set(s)")
