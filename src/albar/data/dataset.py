@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from albar.data.io import read_clip
+from albar.data.io import at_least, read_clip
 from albar.data.lists import ClipItem
 from albar.data.sampling import ClipMode, clip_indices
 from albar.data.transforms import apply_transform
@@ -22,7 +22,8 @@ class ClipDataset(Dataset):
     (``set_epoch``) and the index: a run is reproducible whatever the number of loader workers, and after
     a resume. ``cache`` keeps the decoded frames
     of every clip in memory (worth it for small sets of short videos, as the synthetic benchmark); it
-    implies a fixed clip per video, so use it for evaluation or with ``mode='center'``.
+    implies a fixed clip per video, so use it for evaluation or with ``mode='center'``. A source of fewer
+    than ``min_frames`` frames raises ``ClipReadError`` ("too short"); see ``RobustClipDataset``.
     """
 
     def __init__(
@@ -34,6 +35,7 @@ class ClipDataset(Dataset):
         transform: Any = None,
         seed: int = 0,
         cache: bool = False,
+        min_frames: int = 1,
     ) -> None:
         if not items:
             raise ValueError("a dataset needs at least one clip")
@@ -41,6 +43,7 @@ class ClipDataset(Dataset):
         self.num_frames, self.stride, self.mode = num_frames, stride, mode
         self.transform, self.seed, self.epoch = transform, seed, 0
         self.cache: dict[int, np.ndarray] | None = {} if cache else None
+        self.min_frames = min_frames
 
     def __len__(self) -> int:
         return len(self.items)
@@ -53,10 +56,10 @@ class ClipDataset(Dataset):
         if self.cache is not None and index in self.cache:
             return self.cache[index]
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        frames = read_clip(
-            self.items[index].source,
-            lambda n: clip_indices(n, self.num_frames, self.stride, self.mode, rng),
-        )
+        source = self.items[index].source
+        frames = read_clip(source, at_least(
+            self.min_frames, lambda n: clip_indices(n, self.num_frames, self.stride, self.mode, rng), source,
+        ))
         if self.cache is not None:
             self.cache[index] = frames
         return frames

@@ -19,6 +19,10 @@ IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 IndexSampler = Callable[[int], Sequence[int]]
 
+# A stream may end a few frames short of its header's count (common, harmless): the clip is then sampled
+# among the frames decoded. Shorter by more than this share (and more than 2 frames), the file is truncated.
+TRUNCATION_TOLERANCE = 0.05
+
 
 class ClipReadError(RuntimeError):
     """A clip source could not be read; the message names the file and the reason."""
@@ -85,6 +89,9 @@ def _read_video(source: Path, sampler: IndexSampler) -> np.ndarray:
         if not frames:
             raise ClipReadError(source, "no decodable frames")
         if idx is None or len(frames) <= last:  # frame count unknown, or the stream ended early
+            if declared - len(frames) > max(2, int(TRUNCATION_TOLERANCE * declared)):
+                raise ClipReadError(source, f"truncated: stream ended after {len(frames)} of {declared} "
+                                            "declared frames")
             idx = _pick(len(frames), sampler, source)
         rgb = {i: frames[i].to_ndarray(format="rgb24") for i in set(idx)}
     return np.stack([rgb[i] for i in idx])
@@ -106,6 +113,23 @@ def _read_folder(source: Path, sampler: IndexSampler) -> np.ndarray:
     idx = _pick(len(names), sampler, source)
     decoded = {i: _decode_image(names[i], names[i]) for i in set(idx)}
     return np.stack([decoded[i] for i in idx])
+
+
+def at_least(min_frames: int, sampler: IndexSampler, source: str | Path) -> IndexSampler:
+    """``sampler``, refusing sources of fewer than ``min_frames`` frames ("too short") with a ClipReadError.
+
+    Applied to the frames actually decoded: a stream that ends before its declared length is judged on
+    what it delivered. A still image (a SCUFO frame) is one frame by design and is never too short.
+    """
+    if source_kind(Path(source)) == "image":
+        return sampler
+
+    def checked(n: int) -> Sequence[int]:
+        if n < min_frames:
+            raise ClipReadError(source, f"too short: {n} frames, need at least {min_frames}")
+        return sampler(n)
+
+    return checked
 
 
 def read_clip(source: str | Path, sampler: IndexSampler) -> np.ndarray:

@@ -1,0 +1,261 @@
+"""Bias test sets (SCUBA, SCUFO, ConflFG, ARAS) in both published layouts, paired by key.
+
+ALBAR's release: ``<root>/<DS>_SCUBA_<Source>/<stem>.zip`` (JPEG frames), ``<DS>_SCUFO_<Source>/<stem>.jpg``
+(one still per video), ``<DS>_ConflFG_Stripe/<stem>.zip``; DS in HMDB51/UCF101/K400, Source in
+Places365/VQGAN/Stripe. The key of an item is its file stem: a SCUBA clip and its SCUFO still share it.
+StillMix's release: frame folders ``<video_id>__<n>/frame000001.jpg`` and an mmaction2 rawframes list;
+SCUFO is not distributed and is regenerated here from SCUBA (:func:`regenerate_scufo`).
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from PIL import Image
+
+from albar.data.datasets import DatasetSplit, LabelError, list_split, read_csv_rows
+from albar.data.io import ClipReadError, read_clip
+from albar.data.lists import ClipItem
+from albar.utils import atomic_write, atomic_write_json
+
+BiasKind = Literal["SCUBA", "SCUFO", "ConflFG"]
+DATASETS = ("HMDB51", "UCF101", "K400")
+SOURCES = ("Places365", "VQGAN", "Stripe")
+_FOLDER = re.compile(r"^(?P<ds>HMDB51|UCF101|K400)_(?P<kind>SCUBA|SCUFO|ConflFG)_(?P<source>[A-Za-z0-9]+)$")
+_UCF = re.compile(r"v_(?P<cls>[A-Za-z0-9]+)_g\d+_c\d+")
+
+LabelFn = Callable[[str], int]
+
+
+def bias_dir(root: str | Path, dataset: str, kind: BiasKind, source: str) -> Path:
+    """``<root>/<DS>_<KIND>_<Source>``, the release's folder name."""
+    return Path(root) / f"{dataset}_{kind}_{source}"
+
+
+def find_bias_sets(root: str | Path) -> dict[tuple[str, str, str], Path]:
+    """Every ``<DS>_<KIND>_<Source>`` folder under ``root``, by ``(DS, KIND, Source)``."""
+    found = {}
+    for p in sorted(Path(root).iterdir()):
+        m = _FOLDER.match(p.name)
+        if m and p.is_dir():
+            found[(m["ds"], m["kind"], m["source"])] = p
+    return found
+
+
+def strip_instance(stem: str) -> str:
+    """``<video>__3`` -> ``<video>``: the HMDB51 key of a generated version of a video."""
+    return re.sub(r"__\d+$", "", stem)
+
+
+def ucf_class(stem: str) -> str:
+    """The class in ``v_<Class>_gNN_cNN`` (first match)."""
+    m = _UCF.search(stem)
+    if not m:
+        raise KeyError(f"{stem!r} does not look like v_<Class>_gNN_cNN")
+    return m["cls"]
+
+
+def csv_labeler(csv_path: str | Path, classes: Sequence[str] | None = None) -> LabelFn:
+    """Labels from a ``filename,label`` CSV (ALBAR's ``hmdb51_labels.csv``, ``k400_val_labels.csv``).
+
+    Rows are indexed by the file's stem (folders and extension dropped); a query stem is tried as is,
+    then without a trailing ``__N``. ``label`` is a 0-based index or, with ``classes``, a class name.
+    """
+    rows = read_csv_rows(Path(csv_path), required=("filename", "label"))
+    index = {c: i for i, c in enumerate(classes or [])}
+    table: dict[str, int] = {}
+    for r in rows:
+        raw = r["label"].strip()
+        table[Path(r["filename"].strip()).stem] = int(raw) if raw.lstrip("-").isdigit() else index.get(raw, -1)
+
+    def label_of(stem: str) -> int:
+        for k in (stem, strip_instance(stem)):
+            if k in table:
+                if table[k] < 0:
+                    raise KeyError(f"{k!r}: class not in the given class names ({csv_path})")
+                return table[k]
+        raise KeyError(f"{strip_instance(stem)!r} not in {csv_path}")
+
+    return label_of
+
+
+def class_labeler(classes: Sequence[str], class_of: Callable[[str], str] | Mapping[str, str] = ucf_class) -> LabelFn:
+    """Labels via a class name: ``class_of(stem)`` (default: UCF101's ``v_<Class>_...``) or a mapping
+    ``key -> class name`` (keys tried as is, then without ``__N``)."""
+    index = {c: i for i, c in enumerate(classes)}
+
+    def name_of(stem: str) -> str:
+        if callable(class_of):
+            return class_of(stem)
+        for k in (stem, strip_instance(stem)):
+            if k in class_of:
+                return class_of[k]
+        raise KeyError(f"{strip_instance(stem)!r} not in the class-name mapping")
+
+    def label_of(stem: str) -> int:
+        name = name_of(stem)
+        if name not in index:
+            raise KeyError(f"unknown class {name!r} (from {stem!r})")
+        return index[name]
+
+    return label_of
+
+
+def conflfg_parts(stem: str) -> tuple[str, str]:
+    """ASSUMED ConflFG name: ``<moving key>__<pasted key>[__<n>]``. Returns ``(moving, pasted)``.
+
+    The ALBAR release does not document how the pasted actor is named; pass your own ``parse_conflict``
+    (or ``conflict_labels``) to :func:`albar_bias_set` if your files differ.
+    """
+    parts = [p for p in stem.split("__") if p and not p.isdigit()]
+    if len(parts) != 2:
+        raise KeyError(f"{stem!r} is not '<moving key>__<pasted key>[__<n>]'")
+    return parts[0], parts[1]
+
+
+def albar_bias_set(
+    root: str | Path,
+    dataset: str,
+    kind: BiasKind,
+    source: str,
+    label_of: LabelFn,
+    classes: Sequence[str],
+    parse_conflict: Callable[[str], tuple[str, str]] = conflfg_parts,
+    conflict_labels: Mapping[str, int] | None = None,
+) -> DatasetSplit:
+    """One set of ALBAR's release: SCUBA/ConflFG zips or SCUFO stills, keys = file stems, sorted.
+
+    ConflFG items get ``extra['conflict_label']``, the pasted actor's label: ``conflict_labels[stem]`` if
+    given, else ``label_of`` of the pasted part of ``parse_conflict(stem)``; the label is ``label_of`` the
+    moving part. Every unlabelled file is named in one :class:`LabelError`.
+    """
+    folder = bias_dir(root, dataset, kind, source)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"bias set folder not found: {folder}")
+    pattern = "*.jpg" if kind == "SCUFO" else "*.zip"
+    files = sorted(folder.glob(pattern))
+    items, problems = [], {}
+    for f in files:
+        stem = f.stem
+        try:
+            if kind == "ConflFG":
+                if conflict_labels is not None:
+                    if stem not in conflict_labels:
+                        raise KeyError(f"{stem!r} not in conflict_labels")
+                    label, extra = label_of(stem), {"conflict_label": int(conflict_labels[stem])}
+                else:
+                    moving, pasted = parse_conflict(stem)
+                    label, extra = label_of(moving), {"conflict_label": label_of(pasted)}
+            else:
+                label, extra = label_of(stem), {}
+        except KeyError as err:
+            problems[str(f)] = str(err.args[0]) if err.args else "no label"
+            continue
+        items.append(ClipItem(f, label, stem, extra))
+    if problems:
+        raise LabelError(str(folder), problems)
+    if not items:
+        raise FileNotFoundError(f"no {pattern} files in {folder}")
+    return DatasetSplit(folder.name, items, list(classes))
+
+
+def stillmix_bias_set(
+    list_path: str | Path, frames_root: str | Path, classes: Sequence[str] | str | Path | None = None,
+    name: str | None = None,
+) -> DatasetSplit:
+    """StillMix's layout: rawframes list ``<video_id>__<n> <num_frames> <label> [<conflict label>]`` over
+    frame folders; keys are the folder names (what pairs SCUBA with the regenerated SCUFO)."""
+    return list_split(list_path, frames_root, classes, key="stem", name=name)
+
+
+def aras_set(
+    list_path: str | Path, root: str | Path | None = None, classes: Sequence[str] | str | Path | None = None,
+) -> DatasetSplit:
+    """ARAS (Kinetics-400 rare scenes): an IID-style ``path label`` list under its own name."""
+    return list_split(list_path, root, classes, key="stem", name="k400_aras")
+
+
+# ------------------------------------------------------------------------------------------------ SCUFO
+
+def scufo_frame(key: str, num_frames: int, seed: int) -> int:
+    """The SCUBA frame a regenerated SCUFO still takes: a function of (seed, key) only, not of order."""
+    return int(np.random.default_rng([seed, zlib.crc32(key.encode())]).integers(num_frames))
+
+
+def regenerate_scufo(
+    scuba: DatasetSplit, out_dir: str | Path, seed: int = 0, quality: int = 95,
+) -> DatasetSplit:
+    """Write ``<out_dir>/<key>.jpg``, one seeded frame of each SCUBA clip (ALBAR's SCUFO layout), and
+    ``<out_dir>/manifest.json`` with the seed and, per key, the frame chosen and the clip's length.
+
+    A SCUBA clip that cannot be read gets no still: it is recorded under ``errors`` in the manifest and
+    its item stays in the returned split (listed in ``missing``), so it fails, counted wrong, at test time.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    frames_chosen: dict[str, dict[str, int]] = {}
+    errors: dict[str, str] = {}
+    items = []
+    for it in scuba.items:
+        seen: list[int] = []
+
+        def pick(n: int, key: str = it.key, seen: list[int] = seen) -> list[int]:
+            seen.append(n)
+            return [scufo_frame(key, n, seed)]
+
+        target = out_dir / f"{it.key}.jpg"
+        try:
+            frame = read_clip(it.source, pick)[0]
+        except ClipReadError as err:
+            errors[it.key] = err.reason
+            target.unlink(missing_ok=True)
+        else:
+            atomic_write(target, lambda tmp, f=frame: Image.fromarray(f).save(tmp, "JPEG", quality=quality))
+            frames_chosen[it.key] = {"frame": scufo_frame(it.key, seen[-1], seed), "num_frames": seen[-1]}
+        items.append(ClipItem(target, it.label, it.key, dict(it.extra)))
+    atomic_write_json(out_dir / "manifest.json", {
+        "seed": seed, "scuba": scuba.name, "frames": frames_chosen, "errors": errors,
+    })
+    missing = {k: str(out_dir / f"{k}.jpg") for k in errors}
+    return DatasetSplit(out_dir.name, items, list(scuba.classes), missing)
+
+
+# ---------------------------------------------------------------------------------------------- pairing
+
+@dataclass
+class PairingReport:
+    """How SCUBA and SCUFO keys match: by name, never by position."""
+
+    paired: list[str]
+    only_scuba: list[str] = field(default_factory=list)
+    only_scufo: list[str] = field(default_factory=list)
+    label_mismatch: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.only_scuba or self.only_scufo or self.label_mismatch)
+
+    def problems(self) -> dict[str, str]:
+        out = {k: "SCUBA clip has no SCUFO partner" for k in self.only_scuba}
+        out.update({k: "SCUFO still has no SCUBA partner" for k in self.only_scufo})
+        out.update({k: f"SCUBA label {a} != SCUFO label {b}" for k, (a, b) in self.label_mismatch.items()})
+        return out
+
+
+def check_pairing(scuba: Sequence[ClipItem] | DatasetSplit, scufo: Sequence[ClipItem] | DatasetSplit) -> PairingReport:
+    """Match SCUBA and SCUFO items by key; name every unpaired key and every label disagreement."""
+    a = {it.key: it for it in (scuba.items if isinstance(scuba, DatasetSplit) else scuba)}
+    b = {it.key: it for it in (scufo.items if isinstance(scufo, DatasetSplit) else scufo)}
+    paired = sorted(a.keys() & b.keys())
+    return PairingReport(
+        paired=paired,
+        only_scuba=sorted(a.keys() - b.keys()),
+        only_scufo=sorted(b.keys() - a.keys()),
+        label_mismatch={k: (a[k].label, b[k].label) for k in paired if a[k].label != b[k].label},
+    )

@@ -1,0 +1,283 @@
+"""Adapters from the published dataset layouts to ``ClipItem`` lists with class names.
+
+Every adapter returns a :class:`DatasetSplit`. A listed video that is not on disk stays in ``items`` (so
+evaluation denominators stay intact: it fails at read time, counted wrong) and is also named in
+``missing``. A line whose class cannot be resolved raises :class:`LabelError` naming every such line.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from albar.data.lists import ClipItem, read_list
+
+Subset = Literal["train", "test"]
+
+
+class LabelError(ValueError):
+    """Entries whose label cannot be resolved; ``problems`` maps each entry (file:line or key) to why."""
+
+    def __init__(self, what: str, problems: dict[str, str]) -> None:
+        shown = "; ".join(f"{k}: {v}" for k, v in list(problems.items())[:5])
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        super().__init__(f"{what}: {len(problems)} label problem(s): {shown}{more}")
+        self.problems = problems
+
+
+@dataclass
+class DatasetSplit:
+    """Items of one split with the class names their labels index (``classes[item.label]``)."""
+
+    name: str
+    items: list[ClipItem]
+    classes: list[str]
+    missing: dict[str, str] = field(default_factory=dict)  # key -> path of a listed file not on disk
+
+    def class_name(self, label: int) -> str:
+        return self.classes[label] if 0 <= label < len(self.classes) else f"<label {label}>"
+
+    def class_counts(self) -> dict[str, int]:
+        counts = {c: 0 for c in self.classes}
+        for it in self.items:
+            name = self.class_name(it.label)
+            counts[name] = counts.get(name, 0) + 1
+        return counts
+
+
+def _with_missing(name: str, items: list[ClipItem], classes: list[str]) -> DatasetSplit:
+    missing = {it.key: str(it.source) for it in items if not it.source.exists()}
+    return DatasetSplit(name, items, classes, missing)
+
+
+def read_classes(path: str | Path) -> list[str]:
+    """Class names, one per line (``name``) or UCF101 ``classInd`` style (``1 name``, 1-based, any order)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"class list not found: {path}")
+    rows = [line.split() for line in path.read_text().splitlines() if line.strip()]
+    if rows and all(len(r) == 2 and r[0].isdigit() for r in rows):
+        by_index = {int(i): name for i, name in rows}
+        if sorted(by_index) != list(range(1, len(rows) + 1)):
+            raise ValueError(f"{path}: class indices must be 1..{len(rows)}, got {sorted(by_index)[:5]}...")
+        return [by_index[i] for i in range(1, len(rows) + 1)]
+    return [" ".join(r) for r in rows]
+
+
+# ----------------------------------------------------------------------------------------------- HMDB51
+
+_HMDB_SPLIT = re.compile(r"^(?P<cls>.+)_test_split(?P<split>[123])\.txt$")
+
+
+def hmdb51_split(
+    split_dir: str | Path, video_root: str | Path, split: int = 1, subset: Subset = "train",
+) -> DatasetSplit:
+    """HMDB51 from the official ``<class>_test_split<N>.txt`` files (``<video>.avi <0|1|2>``, 1 train,
+    2 test, 0 unused) over ``<video_root>/<class>/<video>.avi``. Classes sorted by name (mmaction2 order);
+    keys are the video stems."""
+    split_dir, video_root = Path(split_dir), Path(video_root)
+    files = sorted(p for p in split_dir.glob(f"*_test_split{split}.txt") if _HMDB_SPLIT.match(p.name))
+    if not files:
+        raise FileNotFoundError(f"no HMDB51 split files '*_test_split{split}.txt' in {split_dir}")
+    classes = [_HMDB_SPLIT.match(p.name)["cls"] for p in files]
+    want = {"train": 1, "test": 2}[subset]
+    items, problems = [], {}
+    for label, (cls, path) in enumerate(zip(classes, files)):
+        for lineno, line in enumerate(path.read_text().splitlines(), 1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != 2 or parts[1] not in {"0", "1", "2"}:
+                problems[f"{path}:{lineno}"] = f"expected '<video>.avi <0|1|2>', got {line!r}"
+                continue
+            if int(parts[1]) == want:
+                items.append(ClipItem(video_root / cls / parts[0], label, Path(parts[0]).stem))
+    if problems:
+        raise LabelError(f"HMDB51 split {split} in {split_dir}", problems)
+    return _with_missing(f"hmdb51_split{split}_{subset}", items, classes)
+
+
+def hmdb51_csv(
+    csv_path: str | Path, video_root: str | Path, classes: Sequence[str] | None = None,
+) -> DatasetSplit:
+    """HMDB51 from ALBAR's ``hmdb51_{train,test}_labels.csv``.
+
+    Columns: ``filename`` and ``label`` (required), ``class`` (optional). ``label`` is a 0-based index or a
+    class name. The video is ``<video_root>/<class>/<filename>`` when a class is known (the release's
+    ``Videos/<class>/<file>`` tree), else ``<video_root>/<filename>``. Class names: ``classes`` if given;
+    else from the ``class`` column (name of each index, which must agree); else sorted label names.
+    """
+    csv_path, video_root = Path(csv_path), Path(video_root)
+    rows = read_csv_rows(csv_path, required=("filename", "label"))
+    names = list(classes) if classes is not None else None
+    if names is None:
+        if all(not r["label"].strip().lstrip("-").isdigit() for r in rows):
+            names = sorted({r["label"].strip() for r in rows})
+        elif all(r.get("class") for r in rows):
+            by_label: dict[int, str] = {}
+            for r in rows:
+                if by_label.setdefault(int(r["label"]), r["class"]) != r["class"]:
+                    raise LabelError(str(csv_path), {r["filename"]: f"label {r['label']} is both "
+                                                     f"{by_label[int(r['label'])]!r} and {r['class']!r}"})
+            if sorted(by_label) != list(range(len(by_label))):
+                raise ValueError(f"{csv_path}: labels are not 0..{len(by_label) - 1}")
+            names = [by_label[i] for i in range(len(by_label))]
+    index = {n: i for i, n in enumerate(names or [])}
+    items, problems = [], {}
+    for lineno, r in enumerate(rows, 2):
+        raw = r["label"].strip()
+        if raw.lstrip("-").isdigit():
+            label = int(raw)
+            if label < 0 or (names is not None and label >= len(names)):
+                problems[f"{csv_path}:{lineno}"] = f"label {label} out of range for {len(names or [])} classes"
+                continue
+        elif raw in index:
+            label = index[raw]
+        else:
+            problems[f"{csv_path}:{lineno}"] = f"unknown class {raw!r}"
+            continue
+        cls = r.get("class") or (names[label] if names else None)
+        filename = r["filename"].strip()
+        rel = Path(filename)
+        source = video_root / rel if (len(rel.parts) > 1 or not cls) else video_root / cls / rel
+        items.append(ClipItem(source, label, rel.stem))
+    if problems:
+        raise LabelError(str(csv_path), problems)
+    if names is None:
+        names = [str(i) for i in range(max(it.label for it in items) + 1)]
+    return _with_missing(csv_path.stem, items, names)
+
+
+def read_csv_rows(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
+    if not path.is_file():
+        raise FileNotFoundError(f"annotation CSV not found: {path}")
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in required if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {missing}; has {reader.fieldnames}")
+        return list(reader)
+
+
+# ----------------------------------------------------------------------------------------------- UCF101
+
+def ucf101_split(
+    list_dir: str | Path, video_root: str | Path, split: int = 1, subset: Subset = "train",
+) -> DatasetSplit:
+    """UCF101 from ``ucfTrainTestlist/``: ``classInd.txt`` (1-based), ``trainlist0N.txt`` lines
+    ``Class/v_Class_gGG_cCC.avi <1-based label>`` and ``testlist0N.txt`` lines without label (class from the
+    folder). A train label that disagrees with its folder is a label problem."""
+    list_dir, video_root = Path(list_dir), Path(video_root)
+    classes = read_classes(list_dir / "classInd.txt")
+    index = {c: i for i, c in enumerate(classes)}
+    path = list_dir / f"{subset}list{split:02d}.txt"
+    if not path.is_file():
+        raise FileNotFoundError(f"UCF101 list not found: {path}")
+    items, problems = [], {}
+    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        rel = Path(parts[0])
+        where = f"{path}:{lineno}"
+        folder = rel.parts[0] if len(rel.parts) > 1 else None
+        if folder is not None and folder not in index:
+            problems[where] = f"unknown class folder {folder!r}"
+            continue
+        if len(parts) > 1:
+            if not parts[1].isdigit() or not 1 <= int(parts[1]) <= len(classes):
+                problems[where] = f"label {parts[1]!r} out of range 1..{len(classes)}"
+                continue
+            label = int(parts[1]) - 1
+            if folder is not None and index[folder] != label:
+                problems[where] = f"label {parts[1]} is {classes[label]!r} but the folder is {folder!r}"
+                continue
+        elif folder is None:
+            problems[where] = f"no label and no class folder in {line!r}"
+            continue
+        else:
+            label = index[folder]
+        items.append(ClipItem(video_root / rel, label, rel.stem))
+    if problems:
+        raise LabelError(str(path), problems)
+    return _with_missing(f"ucf101_split{split}_{subset}", items, classes)
+
+
+# ------------------------------------------------------------------------------------------ Kinetics-400
+
+K400Layout = Literal["auto", "flat", "split", "label"]
+
+
+def kinetics_clip_name(youtube_id: str, time_start: str | float, time_end: str | float) -> str:
+    """``<youtube_id>_<start:06d>_<end:06d>.mp4``, the trimmed-clip name of the official downloader."""
+    return f"{youtube_id}_{int(float(time_start)):06d}_{int(float(time_end)):06d}.mp4"
+
+
+def kinetics400_csv(
+    csv_path: str | Path,
+    video_root: str | Path,
+    classes: Sequence[str] | None = None,
+    layout: K400Layout = "auto",
+) -> DatasetSplit:
+    """Kinetics-400 from an official annotation CSV (``label,youtube_id,time_start,time_end,split``).
+
+    ``layout``: ``flat`` (``<root>/<clip>``), ``split`` (``<root>/<split>/<clip>``), ``label``
+    (``<root>/<label>/<clip>``, label folder spelled as in the CSV or with ``_`` for spaces), ``auto`` (the
+    first of these that exists per clip). Class names: ``classes`` (pass the train CSV's for the val CSV)
+    or the CSV's sorted labels. A clip found nowhere keeps its ``layout`` path (flat for ``auto``) and is
+    listed in ``missing``. Keys are the clip stems.
+    """
+    csv_path, video_root = Path(csv_path), Path(video_root)
+    rows = read_csv_rows(csv_path, required=("label", "youtube_id", "time_start", "time_end"))
+    names = list(classes) if classes is not None else sorted({r["label"] for r in rows})
+    index = {n: i for i, n in enumerate(names)}
+    items, problems = [], {}
+    for lineno, r in enumerate(rows, 2):
+        label = r["label"]
+        if label not in index:
+            problems[f"{csv_path}:{lineno}"] = f"unknown class {label!r}"
+            continue
+        name = kinetics_clip_name(r["youtube_id"], r["time_start"], r["time_end"])
+        candidates = {
+            "flat": [video_root / name],
+            "split": [video_root / r.get("split", "") / name],
+            "label": [video_root / label / name, video_root / label.replace(" ", "_") / name],
+        }
+        if layout == "auto":
+            order = candidates["flat"] + candidates["split"] + candidates["label"]
+        else:
+            order = candidates[layout]
+        source = next((c for c in order if c.exists()), order[0])
+        items.append(ClipItem(source, index[label], Path(name).stem, {"youtube_id": r["youtube_id"]}))
+    if problems:
+        raise LabelError(str(csv_path), problems)
+    return _with_missing(csv_path.stem, items, names)
+
+
+def list_split(
+    list_path: str | Path,
+    root: str | Path | None = None,
+    classes: Sequence[str] | str | Path | None = None,
+    key: Literal["path", "stem"] = "path",
+    name: str | None = None,
+    strict: bool = True,
+) -> DatasetSplit:
+    """An mmaction2 list (``path label`` or ``dir num_frames label``, 0-based) with class names from a
+    sequence, a class file (see :func:`read_classes`) or, if none, ``'0'..'K-1'``. Labels out of range of
+    the given classes raise :class:`LabelError` unless ``strict`` is off (``check-data`` reports them)."""
+    items = read_list(list_path, root, key=key)
+    if isinstance(classes, (str, Path)):
+        names = read_classes(classes)
+    elif classes is not None:
+        names = list(classes)
+    else:
+        names = [str(i) for i in range(max(it.label for it in items) + 1)] if items else []
+    bad = {it.key: f"label {it.label} out of range for {len(names)} classes" for it in items
+           if it.label >= len(names)}
+    if bad and strict:
+        raise LabelError(str(list_path), bad)
+    return _with_missing(name or Path(list_path).stem, items, names)
