@@ -80,14 +80,20 @@ def test_dataset_transforms_share_one_crop_and_flip_across_frames(tmp_path):
     frames[:, :, :40, 0] = 255  # left half marked: a flip moves it to the right for every frame
     write_video(tmp_path / "v.mp4", frames)
     (tmp_path / "l.txt").write_text("v.mp4 0\n")
-    tf = build_transform(True, crop_size=32, resize_short=48, hflip=True, mean=(0, 0, 0), std=(1, 1, 1))
+    # 64x80 -> 32x40, then a random 32x32 crop: both halves stay in view, so the flip is visible
+    tf = build_transform(True, crop_size=32, resize_short=32, train_crop="random", hflip=True, mean=(0, 0, 0),
+                         std=(1, 1, 1))
     ds = ClipDataset(read_list(tmp_path / "l.txt"), num_frames=4, stride=2, mode="random", transform=tf)
-    torch.manual_seed(0)
-    for _ in range(5):
+    flipped = set()
+    for epoch in range(10):
+        ds.set_epoch(epoch)
         clip = ds[0]["clip"]
         assert clip.shape == (3, 4, 32, 32)
-        red_left = clip[0, :, :, :16].mean(dim=(1, 2)) > clip[0, :, :, 16:].mean(dim=(1, 2))
-        assert red_left.all() or (~red_left).all()  # the same flip for every frame
+        red_left = clip[0, :, :, :8].mean(dim=(1, 2)) > clip[0, :, :, -8:].mean(dim=(1, 2))
+        assert red_left.all() or (~red_left).all()  # the same flip for every frame of the clip
+        flipped.add(bool(red_left[0]))
+        assert torch.equal(ds[0]["clip"], clip)  # the same draw for the same (seed, epoch, index)
+    assert flipped == {True, False}  # and a new draw per epoch
 
 
 def test_dataset_clip_choice_is_seeded_and_cache_keeps_frames(tmp_path):

@@ -122,3 +122,28 @@ def test_config_errors_exit_2_and_name_the_key(tmp_path, capsys, tiny_benchmark)
     assert "data.train.list" in capsys.readouterr().err
     assert main(["train", "--config", str(cfg), "optim.batch_size=-1"]) == 2
     assert "optim.batch_size" in capsys.readouterr().err
+
+
+def test_bad_files_are_replaced_in_training_and_count_as_wrong_in_evaluation(tiny_benchmark, tmp_path):
+    root = tiny_benchmark.root
+    (tmp_path / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(500))
+    train_lines = (root / "lists" / "train.txt").read_text().splitlines()
+    test_lines = (root / "lists" / "test.txt").read_text().splitlines()
+    bad = f"{tmp_path / 'corrupt.mp4'} 1"
+    (tmp_path / "train.txt").write_text("\n".join([*train_lines, bad]) + "\n")
+    (tmp_path / "test.txt").write_text("\n".join([*test_lines, bad, f"{tmp_path / 'gone.mp4'} 2"]) + "\n")
+    cfg = write_config(tmp_path, tiny_benchmark, "bad", **{
+        "optim.epochs": 1, "checkpoint.every_steps": 0, "data.source": "lists", "data.root": str(root),
+        "data.train": {"list": str(tmp_path / "train.txt")}, "data.val": {"list": str(root / "lists" / "val.txt")},
+        "data.test": {"list": str(tmp_path / "test.txt")}, "data.max_failure_fraction": 0.2,
+    })
+    assert main(["train", "--config", str(cfg), "--no-progress"]) == 0
+    out = tmp_path / "bad"
+    failed = [json.loads(line) for line in (out / "failed_files.jsonl").read_text().splitlines()]
+    assert [f["source"] for f in failed] == [str(tmp_path / "corrupt.mp4")]
+    results = json.loads((out / "results.json").read_text())["methods"]["run"]
+    failed_keys = {Path(k).name: reason for k, reason in results["failed_items"]["iid"].items()}
+    assert set(failed_keys) == {"corrupt", "gone"} and "no such file" in failed_keys["gone"]
+    # the two unreadable test items count as wrong: accuracy is over all 10 items, so a multiple of 10%
+    assert round(results["iid_top1"] * len(test_lines + [bad, bad]) / 100, 6).is_integer()
+    assert max(results["iid_top1"], results["iid_top5"]) <= 100 * 8 / 10

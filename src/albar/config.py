@@ -89,6 +89,8 @@ class DataConfig(_Strict):
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     num_workers: int = Field(ge=0, default=4)
     cache: bool = False  # keep decoded clips in memory (small sets of short videos; fixed clip per video)
+    min_frames: int = Field(ge=1, default=1)  # a video with fewer frames is a failure ("too short")
+    max_failure_fraction: float = Field(ge=0, lt=1, default=0.05)  # unreadable training files before stopping
 
     _expand_root = field_validator("root")(_expand)
 

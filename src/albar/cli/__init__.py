@@ -1,4 +1,4 @@
-"""The ``albar`` command: demo, train, eval, predict, extract-features, models."""
+"""The ``albar`` command: demo, train, eval, compare, report, predict, extract-features, check-data, models."""
 
 from __future__ import annotations
 
@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", type=Path, required=True)
     rep.add_argument("--baseline", help="method to compare against (default: none / plain CE)")
 
+    from albar.cli import check_data
+
+    check_data.add_parser(sub)
     sub.add_parser("models", help="list the model names the registry knows")
     return parser
 
@@ -85,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         run_demo(args.out, args.cache, seed=args.seed, epochs=args.epochs, progress=not args.no_progress)
         return 0
 
+    if args.command == "check-data":
+        return args.handler(args)
     if args.command == "report":
         from albar.evaluation.compare import load_runs, write_comparison
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from albar.config import DataConfig, SetConfig
 from albar.data.dataset import ClipDataset
 from albar.data.lists import ClipItem, read_list
+from albar.data.splits import holdout_split
 from albar.data.transforms import build_transform
 
 
@@ -31,20 +30,6 @@ class DataBundle:
         if self.conflfg is not None:
             sets["conflfg"] = self.conflfg
         return sets
-
-
-def holdout_split(items: list[ClipItem], fraction: float, seed: int) -> tuple[list[ClipItem], list[ClipItem]]:
-    """(train, val): ``fraction`` of every class held out, chosen with ``seed``; order kept."""
-    rng = np.random.default_rng(seed)
-    by_class: dict[int, list[int]] = {}
-    for i, item in enumerate(items):
-        by_class.setdefault(item.label, []).append(i)
-    held: set[int] = set()
-    for label in sorted(by_class):
-        idx = by_class[label]
-        n = int(round(fraction * len(idx)))
-        held.update(rng.choice(idx, size=n, replace=False).tolist())
-    return [it for i, it in enumerate(items) if i not in held], [it for i, it in enumerate(items) if i in held]
 
 
 def _items(name: str, spec: SetConfig, default_root: Path | None, num_classes: int | None) -> list[ClipItem]:
@@ -90,7 +75,8 @@ def build_data(
 
     def dataset(items: list[ClipItem], training: bool) -> ClipDataset:
         return ClipDataset(items, cfg.num_frames, cfg.stride, mode="random" if training and not cfg.cache else
-                           cfg.test_view, transform=train_tf if training else test_tf, seed=seed, cache=cfg.cache)
+                           cfg.test_view, transform=train_tf if training else test_tf, seed=seed, cache=cfg.cache,
+                           min_frames=cfg.min_frames)
 
     out = DataBundle()
     if train:

@@ -12,6 +12,7 @@ from torch import nn
 
 from albar.config import TrainConfig, dump_config
 from albar.data.build import build_data, preload
+from albar.data.robust import FailureLog, RobustClipDataset
 from albar.evaluation.report import format_table
 from albar.evaluation.suite import evaluate_suite
 from albar.models import build_model, load_checkpoint_weights
@@ -52,7 +53,13 @@ def fit(cfg: TrainConfig, progress: bool = True, method: str = "run") -> dict:
         summary = evaluate_suite(model, data, acc, batch, cfg.data.num_workers)
         return {k: v for k, v in summary.items() if isinstance(v, float)}
 
-    result = train(cfg, data.train, data.val, accelerator, out, progress=progress, evaluate_bias=bias)
+    # Unreadable training files are replaced by other clips, logged with their reason, and stop the run
+    # past data.max_failure_fraction; failures.jsonl keeps every occurrence, failed_files.jsonl each file once.
+    log = FailureLog(out / "failures.jsonl")
+    robust = RobustClipDataset(data.train, cfg.data.max_failure_fraction, seed=cfg.seed, log=log)
+    result = train(cfg, robust, data.val, accelerator, out, progress=progress, evaluate_bias=bias)
+    if accelerator.is_main_process and log.records():
+        log.write_manifest(out / "failed_files.jsonl")
     if (out / "best.pt").is_file():
         load_checkpoint_weights(result.model, out / "best.pt")
     summary = evaluate_suite(result.model, data, accelerator, batch, cfg.data.num_workers, progress=progress)

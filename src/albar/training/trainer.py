@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from albar.config import TrainConfig
 from albar.data.dataset import ClipDataset
+from albar.data.robust import RobustClipDataset
 from albar.evaluation.metrics import topk_accuracy
 from albar.evaluation.predict import predict
 from albar.methods import build_method, method_step
@@ -101,7 +102,7 @@ def _flat_hparams(cfg: TrainConfig) -> dict[str, float | int | str | bool]:
 
 def train(
     cfg: TrainConfig,
-    train_set: ClipDataset,
+    train_set: ClipDataset | RobustClipDataset,
     val_set: ClipDataset | None = None,
     accelerator: Accelerator | None = None,
     out_dir: str | Path | None = None,
@@ -238,6 +239,11 @@ def train(
             record: dict[str, float] = {"epoch": epoch + 1, "lr": scheduler.get_last_lr()[0],
                                         "train_top1": 100.0 * correct / max(seen, 1)}
             record.update({f"train_{k}": v / max(micro, 1) for k, v in sums.items()})
+            if hasattr(train_set, "failure_count"):
+                record["failed_files"] = train_set.failure_count
+                if record["failed_files"] and accelerator.is_main_process:
+                    print(f"epoch {epoch + 1}: {record['failed_files']} unreadable training files so far, replaced "
+                          f"by other clips (listed in {getattr(train_set.log, 'path', None)})", file=sys.stderr)
             if val_set is not None:
                 preds = predict(model, val_set, accelerator, batch_size=cfg.eval.batch_size or 2 * o.batch_size,
                                 num_workers=cfg.data.num_workers)
