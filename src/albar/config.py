@@ -70,8 +70,19 @@ class SyntheticDataConfig(_Strict):
 
 
 class DataConfig(_Strict):
-    source: Literal["lists", "synthetic"] = "lists"
-    root: Path | None = None  # lists: default root of relative entries; synthetic: where it is built
+    """Where clips come from: ``lists`` (mmaction2 files), ``synthetic``, or a dataset as distributed."""
+
+    source: Literal["lists", "synthetic", "hmdb51", "ucf101", "kinetics400"] = "lists"
+    # lists: default root of relative entries; synthetic: where it is built; hmdb51/ucf101/kinetics400: videos
+    root: Path | None = None
+    # hmdb51: the folder of <class>_test_split<N>.txt; ucf101: ucfTrainTestlist/; kinetics400: the folder of
+    # the annotation CSVs (train.csv, and validate.csv or val.csv, used as the test split)
+    splits: Path | None = None
+    split: int = Field(ge=1, le=3, default=1)
+    # ALBAR's release folder (<DS>_SCUBA_<Source>, <DS>_SCUFO_<Source>, <DS>_ConflFG_Stripe): every set of
+    # this dataset found there is evaluated, labelled through the dataset's own split (HMDB51, K400) or the
+    # v_<Class>_gNN_cNN name (UCF101). Sets listed under ``bias`` are added to them.
+    bias_root: Path | None = None
     synthetic: SyntheticDataConfig = Field(default_factory=SyntheticDataConfig)
     train: SetConfig | None = None
     val: SetConfig | None = None  # None: hold out ``val_fraction`` of train, stratified, seeded
@@ -80,7 +91,9 @@ class DataConfig(_Strict):
     bias: BiasSetsConfig = Field(default_factory=BiasSetsConfig)
     num_frames: int = Field(gt=0, default=32)
     stride: int = Field(gt=0, default=2)
-    test_view: Literal["center", "first"] = "center"
+    # center: the paper's one centre clip; first: the official code's; "<clips>x<1|3>" (e.g. 4x3): clips
+    # spread over the video x spatial crops, softmax averaged (mmaction2, StillMix)
+    test_view: str = "center"
     crop_size: int = Field(gt=0, default=224)
     resize_short: int | None = 256
     train_crop: Literal["random_resized", "random", "center", "none"] = "random_resized"
@@ -92,7 +105,15 @@ class DataConfig(_Strict):
     min_frames: int = Field(ge=1, default=1)  # a video with fewer frames is a failure ("too short")
     max_failure_fraction: float = Field(ge=0, lt=1, default=0.05)  # unreadable training files before stopping
 
-    _expand_root = field_validator("root")(_expand)
+    _expand_root = field_validator("root", "splits", "bias_root")(_expand)
+
+    @field_validator("test_view")
+    @classmethod
+    def _view(cls, v: str) -> str:
+        from albar.data.views import parse_view
+
+        parse_view(v)
+        return v
 
 
 class EvalConfig(_Strict):

@@ -6,23 +6,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from albar.config import DataConfig, SetConfig
+from albar.data.bias_sets import albar_bias_set, class_labeler, find_bias_sets
 from albar.data.dataset import ClipDataset
+from albar.data.datasets import DatasetSplit, hmdb51_split, kinetics400_csv, ucf101_split
 from albar.data.lists import ClipItem, read_list
 from albar.data.splits import holdout_split
 from albar.data.transforms import build_transform
+from albar.data.views import ViewDataset
 
 
 @dataclass
 class DataBundle:
     train: ClipDataset | None = None
     val: ClipDataset | None = None
-    test: ClipDataset | None = None
-    scuba: dict[str, ClipDataset] = field(default_factory=dict)
-    scufo: dict[str, ClipDataset] = field(default_factory=dict)
-    conflfg: ClipDataset | None = None
+    test: ClipDataset | ViewDataset | None = None
+    scuba: dict[str, ClipDataset | ViewDataset] = field(default_factory=dict)
+    scufo: dict[str, ClipDataset | ViewDataset] = field(default_factory=dict)
+    conflfg: ClipDataset | ViewDataset | None = None
     classes: list[str] | None = None
 
-    def eval_sets(self) -> dict[str, ClipDataset]:
+    def eval_sets(self) -> dict[str, ClipDataset | ViewDataset]:
         """Every evaluation set by name: test, scuba_<source>, scufo_<source>, conflfg."""
         sets = {"test": self.test} if self.test is not None else {}
         sets.update({f"scuba_{k}": v for k, v in self.scuba.items()})
@@ -64,31 +67,94 @@ def synthetic_lists(cfg: DataConfig, progress: bool = True) -> DataConfig:
     })
 
 
+_RELEASE_NAME = {"hmdb51": "HMDB51", "ucf101": "UCF101", "kinetics400": "K400"}
+
+
+def official_splits(cfg: DataConfig) -> tuple[DatasetSplit, DatasetSplit]:
+    """(train, test) of HMDB51, UCF101 or Kinetics-400 from their distributed split files."""
+    if cfg.splits is None or cfg.root is None:
+        raise ValueError(f"data.splits and data.root: source {cfg.source!r} needs its split files and videos")
+    if not cfg.splits.exists():
+        raise FileNotFoundError(f"data.splits: not found: {cfg.splits}")
+    if cfg.source == "hmdb51":
+        return (hmdb51_split(cfg.splits, cfg.root, cfg.split, "train"),
+                hmdb51_split(cfg.splits, cfg.root, cfg.split, "test"))
+    if cfg.source == "ucf101":
+        return (ucf101_split(cfg.splits, cfg.root, cfg.split, "train"),
+                ucf101_split(cfg.splits, cfg.root, cfg.split, "test"))
+    train = kinetics400_csv(cfg.splits / "train.csv", cfg.root)
+    test_csv = next((cfg.splits / n for n in ("validate.csv", "val.csv") if (cfg.splits / n).is_file()), None)
+    if test_csv is None:
+        raise FileNotFoundError(f"data.splits: no validate.csv or val.csv in {cfg.splits}")
+    return train, kinetics400_csv(test_csv, cfg.root, classes=train.classes)
+
+
+def release_bias_sets(cfg: DataConfig, splits: tuple[DatasetSplit, ...]) -> dict[str, dict[str, list[ClipItem]]]:
+    """The dataset's sets in ALBAR's release under ``cfg.bias_root``: {kind: {source: items}}."""
+    assert cfg.bias_root is not None
+    if not cfg.bias_root.is_dir():
+        raise FileNotFoundError(f"data.bias_root: not a folder: {cfg.bias_root}")
+    ds = _RELEASE_NAME[cfg.source]
+    classes = splits[0].classes
+    if cfg.source == "ucf101":
+        label_of = class_labeler(classes)
+    else:  # generated videos are named after the test video they come from: label through the split
+        label_of = class_labeler(classes, {it.key: classes[it.label] for s in splits for it in s.items})
+    found: dict[str, dict[str, list[ClipItem]]] = {"scuba": {}, "scufo": {}, "conflfg": {}}
+    for (name, kind, source), _ in find_bias_sets(cfg.bias_root).items():
+        if name == ds:
+            found[kind.lower()][source.lower()] = albar_bias_set(
+                cfg.bias_root, ds, kind, source, label_of, classes).items
+    if not any(found.values()):
+        raise FileNotFoundError(f"data.bias_root: no {ds}_SCUBA_*, {ds}_SCUFO_* or {ds}_ConflFG_* folder in "
+                                f"{cfg.bias_root}")
+    return found
+
+
 def build_data(
     cfg: DataConfig, seed: int, num_classes: int | None = None, train: bool = True, progress: bool = True,
 ) -> DataBundle:
     """Datasets of a run. Every list is checked before any work; errors name the config key."""
     if cfg.source == "synthetic":
         cfg = synthetic_lists(cfg, progress)
+    official = official_splits(cfg) if cfg.source in _RELEASE_NAME else None
     test_tf = build_transform(False, cfg.crop_size, cfg.resize_short, cfg.train_crop, cfg.hflip, cfg.mean, cfg.std)
     train_tf = build_transform(True, cfg.crop_size, cfg.resize_short, cfg.train_crop, cfg.hflip, cfg.mean, cfg.std)
 
-    def dataset(items: list[ClipItem], training: bool) -> ClipDataset:
-        return ClipDataset(items, cfg.num_frames, cfg.stride, mode="random" if training and not cfg.cache else
-                           cfg.test_view, transform=train_tf if training else test_tf, seed=seed, cache=cfg.cache,
-                           min_frames=cfg.min_frames)
+    multi_view = cfg.test_view not in ("center", "first")
+
+    def dataset(items: list[ClipItem], training: bool, views: bool = True) -> ClipDataset | ViewDataset:
+        if multi_view and views and not training:
+            return ViewDataset(items, cfg.num_frames, cfg.stride, cfg.test_view, cfg.crop_size, cfg.resize_short,
+                               cfg.mean, cfg.std, cfg.min_frames)
+        mode = "random" if training and not cfg.cache else ("center" if multi_view else cfg.test_view)
+        return ClipDataset(items, cfg.num_frames, cfg.stride, mode=mode, transform=train_tf if training else test_tf,
+                           seed=seed, cache=cfg.cache, min_frames=cfg.min_frames)
 
     out = DataBundle()
     if train:
-        if cfg.train is None:
+        if official is not None:
+            train_items = official[0].items
+        elif cfg.train is None:
             raise ValueError("data.train: training needs a training list")
-        train_items = _items("train", cfg.train, cfg.root, num_classes)
+        else:
+            train_items = _items("train", cfg.train, cfg.root, num_classes)
         if cfg.val is not None:
             val_items = _items("val", cfg.val, cfg.root, num_classes)
         else:
             train_items, val_items = holdout_split(train_items, cfg.val_fraction, seed)
-        out.train, out.val = dataset(train_items, True), dataset(val_items, False)
-    if cfg.test is not None:
+        # validation picks the model on one clip per video, whatever the test view
+        out.train, out.val = dataset(train_items, True), dataset(val_items, False, views=False)
+    if official is not None:
+        out.test = dataset(official[1].items, False)
+        out.classes = official[0].classes
+        if cfg.bias_root is not None:
+            release = release_bias_sets(cfg, official)
+            out.scuba.update({k: dataset(v, False) for k, v in release["scuba"].items()})
+            out.scufo.update({k: dataset(v, False) for k, v in release["scufo"].items()})
+            if release["conflfg"]:
+                out.conflfg = dataset(next(iter(release["conflfg"].values())), False)
+    elif cfg.test is not None:
         out.test = dataset(_items("test", cfg.test, cfg.root, num_classes), False)
     missing = sorted(set(cfg.bias.scuba) ^ set(cfg.bias.scufo))
     if missing and cfg.bias.scufo:
@@ -100,13 +166,15 @@ def build_data(
     if cfg.bias.conflfg is not None:
         out.conflfg = dataset(_items("bias.conflfg", cfg.bias.conflfg, cfg.root, num_classes), False)
     classes_file = (cfg.root / "classes.txt") if cfg.root is not None else None
-    if classes_file is not None and classes_file.is_file():
+    if out.classes is None and classes_file is not None and classes_file.is_file():
         out.classes = classes_file.read_text().split()
+    if out.scufo and set(out.scuba) != set(out.scufo):
+        raise ValueError(f"data: SCUBA sources {sorted(out.scuba)} and SCUFO sources {sorted(out.scufo)} differ")
     return out
 
 
 def preload(data: DataBundle, num_workers: int) -> None:
     """Decode every cached dataset of ``data`` once, in ``num_workers`` processes."""
     for ds in [data.train, data.val, *data.eval_sets().values()]:
-        if ds is not None and ds.cache is not None:
+        if isinstance(ds, ClipDataset) and ds.cache is not None:
             ds.preload(num_workers)
