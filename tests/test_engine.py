@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from helpers import write_config
@@ -147,3 +148,24 @@ def test_bad_files_are_replaced_in_training_and_count_as_wrong_in_evaluation(tin
     # the two unreadable test items count as wrong: accuracy is over all 10 items, so a multiple of 10%
     assert round(results["iid_top1"] * len(test_lines + [bad, bad]) / 100, 6).is_integer()
     assert max(results["iid_top1"], results["iid_top5"]) <= 100 * 8 / 10
+
+
+def test_predict_with_static_probe_and_extract_features(reference, tiny_benchmark, tmp_path, capsys):
+    videos = sorted((tiny_benchmark.root / "videos" / "test").glob("*.mp4"))[:3]
+    args = ["--config", str(reference / "config.yaml"), "--checkpoint", str(reference / "best.pt"), "--videos",
+            *map(str, videos)]
+    assert main(["predict", *args, "--json", "--no-progress"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["video"] for r in rows] == [str(v) for v in videos]
+    for r in rows:
+        assert len(r["motion"]) == len(r["static"]) == 4  # top-5 of 4 classes
+        assert r["motion"][0]["class"] in tiny_benchmark.classes
+        assert abs(sum(p["prob"] for p in r["static"]) - 1) < 1e-4
+    assert main(["predict", *args]) == 0
+    assert "static:" in capsys.readouterr().out
+    out = tmp_path / "feats"
+    assert main(["extract-features", *args, "--out", str(out)]) == 0
+    feats = [np.load(out / f"{v.stem}.npy") for v in videos]
+    assert all(f.shape == (32,) and f.dtype == np.float32 for f in feats)  # small3d's pooled width
+    assert not np.allclose(feats[0], feats[1])
+    assert main(["predict", *args[:4], "--videos", str(tmp_path / "nope.mp4")]) == 2

@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from albar.methods.config import MethodConfig
+from albar.synthetic.benchmark import BenchmarkSpec
 
 
 class _Strict(BaseModel):
@@ -55,20 +56,6 @@ class BiasSetsConfig(_Strict):
     conflfg: SetConfig | None = None
 
 
-class SyntheticDataConfig(_Strict):
-    """The synthetic benchmark, built under ``data.root`` on first use (fields of BenchmarkSpec)."""
-
-    num_classes: int = 8
-    num_frames: int = 8
-    size: int = 32
-    train: int = 4000
-    val: int = 400
-    test: int = 800
-    bias_set: int = 400
-    correlation: float = 0.95
-    seed: int = 0
-
-
 class DataConfig(_Strict):
     """Where clips come from: ``lists`` (mmaction2 files), ``synthetic``, or a dataset as distributed."""
 
@@ -83,7 +70,7 @@ class DataConfig(_Strict):
     # this dataset found there is evaluated, labelled through the dataset's own split (HMDB51, K400) or the
     # v_<Class>_gNN_cNN name (UCF101). Sets listed under ``bias`` are added to them.
     bias_root: Path | None = None
-    synthetic: SyntheticDataConfig = Field(default_factory=SyntheticDataConfig)
+    synthetic: BenchmarkSpec = Field(default_factory=BenchmarkSpec)  # source: synthetic, built under root
     train: SetConfig | None = None
     val: SetConfig | None = None  # None: hold out ``val_fraction`` of train, stratified, seeded
     val_fraction: float = Field(gt=0, lt=1, default=0.2)

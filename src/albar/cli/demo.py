@@ -50,7 +50,7 @@ def run_demo(
     base.model.num_classes = spec.num_classes
     base.data.num_frames, base.data.crop_size = spec.num_frames, spec.size
     base.data.root = cache / f"synthetic-v{FORMAT_VERSION}-{spec.train}x{spec.num_frames}x{spec.size}-s{spec.seed}"
-    base.data.synthetic = base.data.synthetic.model_validate(spec.__dict__)
+    base.data.synthetic = spec
     data = build_data(base.data, seed, spec.num_classes, progress=progress)
     t0 = time.perf_counter()
     preload(data, num_workers=min(os.cpu_count() or 1, 2))

@@ -51,11 +51,11 @@ def _items(name: str, spec: SetConfig, default_root: Path | None, num_classes: i
 
 def synthetic_lists(cfg: DataConfig, progress: bool = True) -> DataConfig:
     """Build the synthetic benchmark if needed and return ``cfg`` pointing at its lists."""
-    from albar.synthetic import BenchmarkSpec, build_benchmark
+    from albar.synthetic import build_benchmark
 
     if cfg.root is None:
         raise ValueError("data.root: the synthetic benchmark needs a folder to be built in")
-    bench = build_benchmark(cfg.root, BenchmarkSpec(**cfg.synthetic.model_dump()), progress=progress)
+    bench = build_benchmark(cfg.root, cfg.synthetic, progress=progress)
     lists = bench.root / "lists"
     paired = {"scuba": {}, "scufo": {}, "conflfg": {"list": lists / "conflfg.txt", "key": "stem"}}
     for source in bench.sources:

@@ -35,6 +35,16 @@ class Predictions:
             dup = next(k for k in self.keys if self.keys.count(k) > 1)
             raise ValueError(f"duplicate key {dup!r} in predictions: pairing by key needs unique keys")
 
+    @classmethod
+    def for_items(cls, items: Sequence, scores: np.ndarray, errors: dict[str, str] | None = None) -> Predictions:
+        """Predictions of a dataset's ``ClipItem``s (keys, labels, ConflFG's ``conflict_label`` if all have one)."""
+        conflict = [it.extra.get("conflict_label") for it in items]
+        return cls(
+            keys=[it.key for it in items], labels=np.array([it.label for it in items], dtype=np.int64),
+            scores=scores, conflict_labels=np.array(conflict) if all(c is not None for c in conflict) else None,
+            errors=errors or {},
+        )
+
     @property
     def failed(self) -> np.ndarray:
         return ~np.isfinite(self.scores).all(axis=1)

@@ -87,12 +87,4 @@ def predict(
     all_scores[order[torch.cat(failed).numpy().astype(bool)]] = np.nan
     if accelerator.num_processes > 1:
         errors = {k: v for part in gather_object([errors]) for k, v in part.items()}
-    items = dataset.items
-    conflict = [it.extra.get("conflict_label") for it in items]
-    return Predictions(
-        keys=[it.key for it in items],
-        labels=np.array([it.label for it in items]),
-        scores=all_scores,
-        conflict_labels=np.array(conflict) if all(c is not None for c in conflict) else None,
-        errors=errors,
-    )
+    return Predictions.for_items(dataset.items, all_scores, errors)

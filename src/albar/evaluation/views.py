@@ -60,12 +60,4 @@ def predict_views(
     scores = np.full((len(dataset), k), np.nan)
     for i, p in rows.items():
         scores[i] = p
-    items = dataset.items
-    conflict = [it.extra.get("conflict_label") for it in items]
-    return Predictions(
-        keys=[it.key for it in items],
-        labels=np.array([it.label for it in items]),
-        scores=scores,
-        conflict_labels=np.array(conflict) if all(c is not None for c in conflict) else None,
-        errors=errors,
-    )
+    return Predictions.for_items(dataset.items, scores, errors)
