@@ -2,6 +2,7 @@ import csv
 import json
 
 import pytest
+import torch
 import yaml
 from helpers import write_config
 
@@ -51,3 +52,16 @@ def test_compare_runs_each_method_once_and_resumes(tiny_benchmark, tmp_path, cap
     assert capsys.readouterr().out.count("finished earlier, not rerun") == 3
     assert (tmp_path / "cmp" / "comparison.md").read_text() == first
     assert main(["compare", "--config", str(cfg), "--out", str(tmp_path / "c2"), "--methods", "none,fame"]) == 2
+
+
+def test_frame_bank_built_from_the_training_list_drives_stillmix(tiny_benchmark, tmp_path, capsys):
+    cfg = write_config(tmp_path, tiny_benchmark, "bank", **{"optim.epochs": 1, "checkpoint.every_steps": 0})
+    bank = tmp_path / "bank.pt"
+    assert main(["build-frame-bank", "--config", str(cfg), "--out", str(bank), "--epochs", "1", "--size", "16",
+                 "--no-progress"]) == 0
+    saved = torch.load(bank, weights_only=True)
+    assert saved["frames"].shape[0] == 16 and saved["frames"].shape[1:] == (3, 16, 16)
+    assert "method.bank_path" in capsys.readouterr().out
+    assert main(["train", "--config", str(cfg), "method.name=stillmix", "method.stillmix_source=bank",
+                 f"method.bank_path={bank}", "--no-progress"]) == 0
+    assert (tmp_path / "bank" / "results.json").is_file()

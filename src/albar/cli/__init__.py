@@ -64,6 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
     from albar.cli import check_data
 
     check_data.add_parser(sub)
+    bank = sub.add_parser("build-frame-bank", help="StillMix's frame bank: train a 2D reference network on single "
+                          "frames of the training list, keep the frames it classifies confidently")
+    config_args(bank)
+    bank.add_argument("--out", type=Path, required=True, help="bank file (.pt) for method.bank_path")
+    bank.add_argument("--epochs", type=int, default=3, help="epochs of the 2D reference network")
+    bank.add_argument("--reference-model", default="tiny2d", help="tiny2d or a torchvision image classifier name")
+    bank.add_argument("--size", type=int, default=1024, help="frames in the bank")
+
     sub.add_parser("models", help="list the model names the registry knows")
     return parser
 
@@ -124,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
 
             run_compare(cfg, [m.strip() for m in args.methods.split(",") if m.strip()], args.out, progress)
             return 0
+        if args.command == "build-frame-bank":
+            return _frame_bank(args, cfg)
         if args.command == "eval":
             from albar.evaluation.report import format_table
             from albar.training.run import evaluate_checkpoint
@@ -138,6 +148,30 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(err))
     except KeyboardInterrupt:
         return 130
+
+
+def _frame_bank(args: argparse.Namespace, cfg) -> int:
+    """Reference network and bank from the training split of ``cfg`` (its held-out validation never enters)."""
+    import torch
+
+    from albar.data.build import build_data
+    from albar.data.dataset import ClipDataset
+    from albar.methods import build_frame_bank, save_frame_bank, train_reference_network
+
+    data = build_data(cfg.data, cfg.seed, cfg.model.num_classes, progress=not args.no_progress)
+    train = data.train
+    # deterministic frames (evaluation transform, centre clip) of the training clips, as build_frame_bank needs
+    frames = ClipDataset(train.items, cfg.data.num_frames, cfg.data.stride, "center", data.val.transform, cfg.seed,
+                         min_frames=cfg.data.min_frames)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    net = train_reference_network(train, cfg.model.num_classes, args.reference_model, epochs=args.epochs,
+                                  seed=cfg.seed, device=device, num_workers=cfg.data.num_workers)
+    bank = build_frame_bank(net, frames, size=args.size, seed=cfg.seed, device=device,
+                            num_workers=cfg.data.num_workers)
+    save_frame_bank(bank, args.out)
+    print(f"wrote {args.out}: {len(bank.frames)} frames; train with method.name=stillmix "
+          f"method.stillmix_source=bank method.bank_path={args.out}")
+    return 0
 
 
 def _inference(args: argparse.Namespace, cfg) -> int:
