@@ -100,3 +100,15 @@ def test_multi_view_testing_is_configurable_and_recorded(tmp_path):
     cfg["data"]["test_view"] = "centre"
     path.write_text(yaml.safe_dump(cfg))
     assert main(["train", "--config", str(path)]) == 2
+
+
+def test_check_data_labels_release_bias_sets_through_the_split(tmp_path, capsys):
+    root = hmdb_tree(tmp_path / "hmdb")
+    args = ["check-data", "--hmdb51", str(root / "splits"), "--video-root", str(root / "videos"), "--bias-root",
+            str(root / "bias"), "--no-progress"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "HMDB51_SCUBA_Stripe: 4 items" in out and "OK" in out
+    next((root / "bias" / "HMDB51_SCUFO_Stripe").glob("*.jpg")).unlink()  # one SCUBA clip loses its partner
+    assert main(args) == 1
+    assert "pairing" in capsys.readouterr().out.lower()

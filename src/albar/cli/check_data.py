@@ -91,11 +91,16 @@ def probe(job: tuple[str, int, int, int]) -> tuple[str, str | None, int]:
     return source, None, asked[-1]
 
 
-def _labeler(ds: str, args: argparse.Namespace, classes: list[str] | None) -> LabelFn | None:
+def _labeler(
+    ds: str, args: argparse.Namespace, classes: list[str] | None, split_names: dict[str, str],
+) -> LabelFn | None:
+    """UCF101: the class in the file name; else --labels-csv; else the split the generated videos come from."""
     if ds == "UCF101" and classes:
         return class_labeler(classes)
     if args.labels_csv:
         return csv_labeler(args.labels_csv, classes)
+    if split_names and classes:
+        return class_labeler(classes, split_names)
     return None
 
 
@@ -142,12 +147,14 @@ def collect_sets(args: argparse.Namespace) -> tuple[dict[str, DatasetSplit], lis
         if not found:
             problems.append({"set": str(args.bias_root), "file": "", "kind": "layout",
                              "reason": "no <DS>_<SCUBA|SCUFO|ConflFG>_<Source> folders"})
+        split_names = {it.key: split.classes[it.label] for split in sets.values() for it in split.items}
         for (ds, kind, source), _folder in found.items():
             names = classes if ds != "K400" else (k400_classes or classes)
-            label_of = _labeler(ds, args, names)
+            label_of = _labeler(ds, args, names, split_names)
             if label_of is None or names is None:
-                problems.append({"set": f"{ds}_{kind}_{source}", "file": "", "kind": "usage",
-                                 "reason": "no labels: pass --classes (UCF101) or --labels-csv and --classes"})
+                reason = ("no labels: pass the dataset's split (--hmdb51, --kinetics), --classes (UCF101), or "
+                          "--labels-csv and --classes")
+                problems.append({"set": f"{ds}_{kind}_{source}", "file": "", "kind": "usage", "reason": reason})
                 continue
             add(f"{ds}_{kind}_{source}", lambda d=ds, k=kind, s=source, f=label_of, n=names:
                 albar_bias_set(args.bias_root, d, k, s, f, n))
