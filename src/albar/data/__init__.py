@@ -1,12 +1,20 @@
-"""Clip sources, frame sampling, transforms and the clip dataset."""
+"""Clip sources, frame sampling, transforms, the clip dataset, dataset adapters and bias-set layouts."""
 
+from albar.data.bias_sets import albar_bias_set, check_pairing, find_bias_sets, regenerate_scufo, stillmix_bias_set
 from albar.data.dataset import ClipDataset
+from albar.data.datasets import DatasetSplit, hmdb51_csv, hmdb51_split, kinetics400_csv, list_split, ucf101_split
 from albar.data.io import ClipReadError, read_clip
 from albar.data.lists import ClipItem, read_list, write_list
+from albar.data.robust import FailureLog, RobustClipDataset, TooManyFailures
 from albar.data.sampling import clip_indices
+from albar.data.splits import holdout_split
 from albar.data.transforms import build_transform
+from albar.data.views import ViewDataset, parse_view
 
 __all__ = [
-    "ClipDataset", "ClipItem", "ClipReadError", "build_transform", "clip_indices", "read_clip",
-    "read_list", "write_list",
+    "ClipDataset", "ClipItem", "ClipReadError", "DatasetSplit", "FailureLog", "RobustClipDataset",
+    "TooManyFailures", "ViewDataset", "albar_bias_set", "build_transform", "check_pairing", "clip_indices",
+    "find_bias_sets", "hmdb51_csv", "hmdb51_split", "holdout_split", "kinetics400_csv", "list_split",
+    "parse_view", "read_clip", "read_list", "regenerate_scufo", "stillmix_bias_set", "ucf101_split",
+    "write_list",
 ]

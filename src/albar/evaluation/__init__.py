@@ -9,8 +9,9 @@ from albar.evaluation.metrics import (
     topk_correct,
 )
 from albar.evaluation.predict import predict
+from albar.evaluation.suite import evaluate_suite
 
 __all__ = [
-    "Predictions", "bias_summary", "conflfg_metrics", "contrasted_accuracy", "predict", "topk_accuracy",
-    "topk_correct",
+    "Predictions", "bias_summary", "conflfg_metrics", "contrasted_accuracy", "evaluate_suite", "predict",
+    "topk_accuracy", "topk_correct",
 ]
