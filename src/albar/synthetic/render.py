@@ -187,6 +187,14 @@ def render_clip(spec: ClipSpec, num_frames: int = 8, size: int = 32, noise: floa
     The trajectory is centred on the middle frame ``num_frames // 2``: there, position, scale and angle
     follow the same distribution for every motion.
     """
+    return render_clip_with_masks(spec, num_frames, size, noise)[0]
+
+
+def render_clip_with_masks(
+    spec: ClipSpec, num_frames: int = 8, size: int = 32, noise: float = 4.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`render_clip` and the object's exact antialiased masks, float (T, size, size) in [0, 1]:
+    the ground truth a bias set built from masks or boxes can be checked against."""
     rng = np.random.default_rng(spec.seed)
     bg = render_background(spec.background, size, rng)
     colour = np.array(COLOURS[spec.colour], dtype=np.float64) * rng.uniform(0.85, 1.0)
@@ -199,6 +207,7 @@ def render_clip(spec: ClipSpec, num_frames: int = 8, size: int = 32, noise: floa
     spin = math.radians(14) * speed
     growth = 1.07 ** speed
     frames = np.empty((num_frames, size, size, 3), dtype=np.uint8)
+    masks = np.empty((num_frames, size, size), dtype=np.float64)
     for t in range(num_frames):
         d = t - mid
         cx, cy, r, a = cx0, cy0, radius0, angle0
@@ -220,7 +229,8 @@ def render_clip(spec: ClipSpec, num_frames: int = 8, size: int = 32, noise: floa
             r /= growth**d
         else:
             raise ValueError(f"unknown motion {spec.motion!r}")
-        m = _mask(spec.shape, cx, cy, r, a, size)[..., None]
+        masks[t] = _mask(spec.shape, cx, cy, r, a, size)
+        m = masks[t][..., None]
         img = bg * (1 - m) + colour * m + rng.normal(0, noise, (size, size, 3))
         frames[t] = np.clip(img, 0, 255).round().astype(np.uint8)
-    return frames
+    return frames, masks
