@@ -294,3 +294,21 @@ def test_keys_checked(inputs, tmp_path):
                        progress=False)
     with pytest.raises(ValueError, match="source must be letters"):
         BiasSetSpec("UCF101", "Places-365")
+
+
+def test_cli_leakage_masks_with_their_own_first_index(inputs, tmp_path, capsys):
+    zero = tmp_path / "zero_based"  # SAM-Track style names (00000.png first) against 1-based boxes
+    for key in VIDEOS:
+        (zero / key).mkdir(parents=True)
+        for t in range(T):
+            (zero / key / f"{t:05d}.png").write_bytes((inputs["masks"] / key / f"{t + 1:05d}.png").read_bytes())
+    args = ["make-bias-set", "--videos", str(inputs["list"]), "--boxes", str(inputs["boxes"]), "--stripes",
+            "--dataset", "UCF101", "--leakage-masks", str(zero), "--leakage-first-index", "0", "--workers", "1",
+            "--no-progress"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    leak = json.loads((tmp_path / "a" / "leakage.json").read_text())["overall"]
+    assert leak["fraction"] == pytest.approx(144 / (H * W))
+    capsys.readouterr()
+    assert main([*args[:-5], "--workers", "1", "--no-progress", "--out", str(tmp_path / "b")]) == 2
+    assert "00000.png: frame number 00000 is below the first index 1" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists() and not list(tmp_path.glob(".b.building*"))

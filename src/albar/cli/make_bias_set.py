@@ -50,6 +50,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--quality", type=int, default=95, help="JPEG quality")
     p.add_argument("--leakage-masks", type=Path, metavar="DIR",
                    help="finer per-frame masks of the same videos: measure the background the --boxes/--masks leak")
+    p.add_argument("--leakage-first-index", type=int,
+                   help="number of the first frame in --leakage-masks file names (default: --first-index)")
     p.add_argument("--classes", type=Path, help="class names (written to classes.txt; labels checked against them)")
     p.add_argument("--workers", type=int, default=min(os.cpu_count() or 1, 8))
     p.add_argument("--no-progress", action="store_true")
@@ -63,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         masks = MaskFolder(args.masks, args.first_index) if args.masks else BoxTable(args.boxes, args.first_index)
-        fine = MaskFolder(args.leakage_masks, args.first_index) if args.leakage_masks else None
+        fine_first = args.first_index if args.leakage_first_index is None else args.leakage_first_index
+        fine = MaskFolder(args.leakage_masks, fine_first) if args.leakage_masks else None
         backgrounds = ImageBackgrounds(args.backgrounds) if args.backgrounds else StripeBackgrounds()
         source = args.source or ("Stripe" if args.stripes else "".join(c for c in args.backgrounds.name if c.isalnum()))
         spec = BiasSetSpec(dataset=args.dataset, source=source, per_video=args.per_video, conflfg=args.conflfg,
