@@ -4,7 +4,8 @@ import zipfile
 
 import numpy as np
 import pytest
-from biasgen_fixtures import CLASSES, VIDEOS, H, T, W, square_box, square_mask, write_inputs
+from biasgen_fixtures import CLASSES, VIDEOS, H, T, W, render, square_box, square_mask, write_inputs
+from helpers import write_zip
 from PIL import Image, ImageFilter
 
 from albar.biasgen import (
@@ -312,3 +313,24 @@ def test_cli_leakage_masks_with_their_own_first_index(inputs, tmp_path, capsys):
     assert main([*args[:-5], "--workers", "1", "--no-progress", "--out", str(tmp_path / "b")]) == 2
     assert "00000.png: frame number 00000 is below the first index 1" in capsys.readouterr().err
     assert not (tmp_path / "b").exists() and not list(tmp_path.glob(".b.building*"))
+
+
+def test_frame_folders_and_zips_as_videos(inputs, tmp_path):
+    """JHMDB's frames come as PNG folders: lossless sources, so the composite's actor is the frame's, to
+    within the output JPEG's loss only."""
+    frames = render("walk_a")
+    (tmp_path / "frames" / "walk_a").mkdir(parents=True)
+    for t, f in enumerate(frames):
+        Image.fromarray(f).save(tmp_path / "frames" / "walk_a" / f"{t + 1:05d}.png")
+    write_zip(tmp_path / "jump_a.zip", render("jump_a"))
+    lst = tmp_path / "list.txt"
+    lst.write_text("frames/walk_a 0\njump_a.zip 1\n")
+    res = build_bias_set(lst, MaskFolder(inputs["masks"]), tmp_path / "out", BiasSetSpec("HMDB51", "Stripe"),
+                         progress=False)
+    assert res.counts["used"] == 2
+    got, _ = _zip_frames(res.out / "HMDB51_SCUBA_Stripe" / "walk_a__0.zip")
+    for t in range(T):
+        inside = square_mask("walk_a", t)
+        inner = np.zeros_like(inside)
+        inner[1:-1, 1:-1] = inside[:-2, 1:-1] & inside[2:, 1:-1] & inside[1:-1, :-2] & inside[1:-1, 2:]
+        assert np.abs(got[t][inner].astype(float) - frames[t][inner]).max() < 12
