@@ -16,6 +16,7 @@ from albar.biasgen import (
     MaskMismatch,
     build_bias_set,
     composite,
+    measure_leakage,
     video_leakage,
     video_masks,
 )
@@ -269,6 +270,8 @@ def test_leakage_of_boxes_against_exact_masks(inputs, tmp_path):
                            BiasSetSpec("UCF101", "Stripe"), leakage_masks=MaskFolder(inputs["masks"]), progress=False)
     assert exact.manifest["leakage"]["overall"]["leaked_pixels"] == 0
     assert video_leakage(np.ones((2, 2), bool), np.eye(2, dtype=bool))["fraction"] == 0.5
+    alone = measure_leakage(inputs["list"], BoxTable(inputs["boxes"]), MaskFolder(inputs["masks"]))
+    assert alone["overall"] == leak["overall"] and alone["videos"] == leak["videos"] and not alone["errors"]
 
 
 def test_cli_builds_and_refuses_a_used_folder(inputs, tmp_path, capsys):

@@ -7,6 +7,7 @@ from albar.biasgen.build import (
     StripeBackgrounds,
     build_bias_set,
     composite,
+    measure_leakage,
     rng_for,
     summarize_leakage,
     video_leakage,
@@ -15,5 +16,5 @@ from albar.biasgen.masks import BoxTable, MaskFolder, MaskMismatch, video_masks
 
 __all__ = [
     "BiasSetSpec", "BoxTable", "BuildResult", "ImageBackgrounds", "MaskFolder", "MaskMismatch", "StripeBackgrounds",
-    "build_bias_set", "composite", "rng_for", "summarize_leakage", "video_leakage", "video_masks",
+    "build_bias_set", "composite", "measure_leakage", "rng_for", "summarize_leakage", "video_leakage", "video_masks",
 ]

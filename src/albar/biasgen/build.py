@@ -126,6 +126,26 @@ def summarize_leakage(per_video: dict[str, dict[str, float | int]]) -> dict[str,
             "mean_video_fraction": float(np.mean(fr)) if fr else 0.0}
 
 
+def measure_leakage(
+    videos: str | Path, coarse: MaskSource, fine: MaskSource, root: str | Path | None = None,
+) -> dict[str, Any]:
+    """Leakage of ``coarse`` masks (a box protocol) against ``fine`` ones over the videos of a list, without
+    building anything: per video (:func:`video_leakage`), ``overall`` (:func:`summarize_leakage`), and the
+    videos that could not be measured with the reason. Videos are decoded for their frame count and size."""
+    per: dict[str, dict[str, float | int]] = {}
+    errors: dict[str, str] = {}
+    for it in sorted(read_list(Path(videos), root=root, key="stem"), key=lambda it: it.key):
+        try:
+            frames = read_clip(it.source, _all)
+            size = frames.shape[1:3]
+            per[it.key] = video_leakage(video_masks(coarse, it.key, len(frames), size),
+                                        video_masks(fine, it.key, len(frames), size))
+        except (ClipReadError, MaskMismatch) as err:
+            errors[it.key] = str(err)
+    return {"coarse": coarse.describe(), "fine": fine.describe(), "overall": summarize_leakage(per),
+            "videos": per, "errors": errors}
+
+
 def _jpeg(frame: np.ndarray, quality: int) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(frame).save(buf, "JPEG", quality=quality, subsampling=0, optimize=False)
