@@ -48,7 +48,7 @@ def write_masks_and_boxes(bench_root: Path, out: Path) -> tuple[Path, Path]:
             ys, xs = np.nonzero(m)
             if len(xs):
                 rows.append(f"{r['key']},{t + 1},{xs.min()},{ys.min()},{xs.max() + 1},{ys.max() + 1}\n")
-    if worst > 6:
+    if worst > 12:  # H.264 loss on these noisy 32x32 clips is ~6; another render differs by ~50
         sys.exit(f"re-rendered clips differ from {bench_root}'s videos (mean abs {worst:.1f}): another render version")
     (out / "boxes.csv").write_text("".join(rows))
     print(f"masks and boxes of {len(meta)} test clips (re-render vs video: mean abs diff <= {worst:.2f})")
