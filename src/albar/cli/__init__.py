@@ -1,4 +1,5 @@
-"""The ``albar`` command: demo, train, eval, compare, report, predict, extract-features, check-data, models."""
+"""The ``albar`` command: demo, train, eval, compare, report, predict, extract-features, check-data, make-bias-set,
+models."""
 
 from __future__ import annotations
 
@@ -61,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", type=Path, required=True)
     rep.add_argument("--baseline", help="method to compare against (default: none / plain CE)")
 
-    from albar.cli import check_data
+    from albar.cli import check_data, make_bias_set
 
     check_data.add_parser(sub)
     bank = sub.add_parser("build-frame-bank", help="StillMix's frame bank: train a 2D reference network on single "
@@ -72,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     bank.add_argument("--reference-model", default="tiny2d", help="tiny2d or a torchvision image classifier name")
     bank.add_argument("--size", type=int, default=1024, help="frames in the bank")
 
+    make_bias_set.add_parser(sub)
     sub.add_parser("models", help="list the model names the registry knows")
     return parser
 
@@ -96,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         run_demo(args.out, args.cache, seed=args.seed, epochs=args.epochs, progress=not args.no_progress)
         return 0
 
-    if args.command == "check-data":
+    if args.command in ("check-data", "make-bias-set"):
         return args.handler(args)
     if args.command == "report":
         from albar.evaluation.compare import load_runs, write_comparison

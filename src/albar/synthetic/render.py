@@ -112,28 +112,64 @@ def _background(style: str, size: int, rng: np.random.Generator) -> np.ndarray:
     raise ValueError(f"unknown background style {style!r}")
 
 
-def stripe_background(size: int, rng: np.random.Generator) -> np.ndarray:
-    """StillMix's sinusoidal stripes (ALBAR.md section 3), drawn on a 384 canvas scaled to ``size``.
+STRIPE_CANVAS = 384  # StillMix draws on this canvas, rotates it, then keeps the centre STRIPE_CROP square
+STRIPE_CROP = 256
 
-    Random colour c; lines y = A sin(w x + t) + 128 in colour 1 - c, A in [10, 110], half-width 5-20 px,
-    spacing 3-5x the width; random rotation; centre crop 256; resized to ``size``.
-    """
-    canvas = 384
+
+@dataclass(frozen=True)
+class StripeParams:
+    """The random draw behind one stripe image: recorded in bias-set manifests so an image can be redrawn."""
+
+    colour: tuple[float, float, float]  # c in [0, 1]^3; lines get 1 - c
+    half_width: float  # px on the canvas, in [5, 20]
+    spacing: float  # px between line centres: 3-5x the width (2 * half_width)
+    amplitude: float  # A in [10, 110]
+    frequency: float  # w, radians per px
+    phase: float  # t
+    angle: float  # rotation in degrees
+
+    def to_dict(self) -> dict[str, float | list[float]]:
+        return {"colour": [float(x) for x in self.colour], "half_width": self.half_width, "spacing": self.spacing,
+                "amplitude": self.amplitude, "frequency": self.frequency, "phase": self.phase, "angle": self.angle}
+
+
+def stripe_params(rng: np.random.Generator) -> StripeParams:
+    """Draw StillMix's stripe parameters (ALBAR.md section 3) from ``rng``, in a fixed order."""
     c = rng.uniform(0, 1, 3)
     half = rng.uniform(5, 20)
     spacing = rng.uniform(3, 5) * 2 * half
     amp = rng.uniform(10, 110)
     freq = rng.uniform(0.005, 0.03)
     shift = rng.uniform(0, 2 * math.pi)
+    angle = rng.uniform(0, 360)
+    return StripeParams(tuple(float(x) for x in c), float(half), float(spacing), float(amp), float(freq),
+                        float(shift), float(angle))
+
+
+def draw_stripes(params: StripeParams, size: int | tuple[int, int]) -> np.ndarray:
+    """The (H, W, 3) float stripe image of ``params``: lines y = A sin(w x + t) + 128 on a 384 canvas,
+    rotated, centre-cropped to 256 and resized to ``size`` (an int for a square, or ``(width, height)``)."""
+    canvas = STRIPE_CANVAS
+    c = np.asarray(params.colour, dtype=np.float64)
     yy, xx = np.mgrid[0:canvas, 0:canvas].astype(np.float64)
-    centre = amp * np.sin(freq * xx + shift) + 128
-    d = np.mod(yy - centre, spacing)
-    line = np.minimum(d, spacing - d) <= half
+    centre = params.amplitude * np.sin(params.frequency * xx + params.phase) + 128
+    d = np.mod(yy - centre, params.spacing)
+    line = np.minimum(d, params.spacing - d) <= params.half_width
     img = np.where(line[..., None], 1 - c, c) * 255
-    pil = Image.fromarray(img.astype(np.uint8)).rotate(rng.uniform(0, 360), resample=Image.BILINEAR)
-    off = (canvas - 256) // 2
-    pil = pil.crop((off, off, off + 256, off + 256)).resize((size, size), Image.BILINEAR)
+    pil = Image.fromarray(img.astype(np.uint8)).rotate(params.angle, resample=Image.BILINEAR)
+    off = (canvas - STRIPE_CROP) // 2
+    wh = (size, size) if isinstance(size, int) else tuple(size)
+    pil = pil.crop((off, off, off + STRIPE_CROP, off + STRIPE_CROP)).resize(wh, Image.BILINEAR)
     return np.asarray(pil, dtype=np.float64)
+
+
+def stripe_background(size: int, rng: np.random.Generator) -> np.ndarray:
+    """StillMix's sinusoidal stripes (ALBAR.md section 3), drawn on a 384 canvas scaled to ``size``.
+
+    Random colour c; lines y = A sin(w x + t) + 128 in colour 1 - c, A in [10, 110], half-width 5-20 px,
+    spacing 3-5x the width; random rotation; centre crop 256; resized to ``size``.
+    """
+    return draw_stripes(stripe_params(rng), size)
 
 
 def _mask(shape: str, cx: float, cy: float, radius: float, angle: float, size: int, ss: int = 4) -> np.ndarray:
@@ -151,6 +187,14 @@ def render_clip(spec: ClipSpec, num_frames: int = 8, size: int = 32, noise: floa
     The trajectory is centred on the middle frame ``num_frames // 2``: there, position, scale and angle
     follow the same distribution for every motion.
     """
+    return render_clip_with_masks(spec, num_frames, size, noise)[0]
+
+
+def render_clip_with_masks(
+    spec: ClipSpec, num_frames: int = 8, size: int = 32, noise: float = 4.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`render_clip` and the object's exact antialiased masks, float (T, size, size) in [0, 1]:
+    the ground truth a bias set built from masks or boxes can be checked against."""
     rng = np.random.default_rng(spec.seed)
     bg = render_background(spec.background, size, rng)
     colour = np.array(COLOURS[spec.colour], dtype=np.float64) * rng.uniform(0.85, 1.0)
@@ -163,6 +207,7 @@ def render_clip(spec: ClipSpec, num_frames: int = 8, size: int = 32, noise: floa
     spin = math.radians(14) * speed
     growth = 1.07 ** speed
     frames = np.empty((num_frames, size, size, 3), dtype=np.uint8)
+    masks = np.empty((num_frames, size, size), dtype=np.float64)
     for t in range(num_frames):
         d = t - mid
         cx, cy, r, a = cx0, cy0, radius0, angle0
@@ -184,7 +229,8 @@ def render_clip(spec: ClipSpec, num_frames: int = 8, size: int = 32, noise: floa
             r /= growth**d
         else:
             raise ValueError(f"unknown motion {spec.motion!r}")
-        m = _mask(spec.shape, cx, cy, r, a, size)[..., None]
+        masks[t] = _mask(spec.shape, cx, cy, r, a, size)
+        m = masks[t][..., None]
         img = bg * (1 - m) + colour * m + rng.normal(0, noise, (size, size, 3))
         frames[t] = np.clip(img, 0, 255).round().astype(np.uint8)
-    return frames
+    return frames, masks

@@ -1,0 +1,484 @@
+"""Build SCUBA, SCUFO and ConflFG from your own videos, actor masks and backgrounds (ALBAR.md section 3).
+
+SCUBA: ``out = frame * mask + resize(bg) * (1 - mask)``, one background per composite held for all its
+frames, keys ``<video key>__<n>``. SCUFO: one frame of each composite, same key. ConflFG: a still actor
+(one masked frame of a video of another class) pasted into a stripe-background composite of the moving
+video, named ``<moving key>__<pasted key>__<n>`` (what :func:`albar.data.bias_sets.conflfg_parts` reads).
+
+Everything is a function of the inputs and the seed: each composite draws from its own RNG seeded by
+(seed, key), videos are visited in sorted order, JPEG settings are fixed, zip entries carry a fixed
+timestamp, and the manifest holds no time or output path. The same inputs and seed give the same bytes.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import zipfile
+import zlib
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_all_start_methods, get_context
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
+
+from albar.biasgen.masks import MaskMismatch, MaskSource, video_masks
+from albar.data.bias_sets import scufo_frame
+from albar.data.io import IMAGE_EXTENSIONS, ClipReadError, read_clip
+from albar.data.lists import ClipItem, read_list, write_list
+from albar.synthetic.render import draw_stripes, stripe_params
+from albar.utils import atomic_write_json, atomic_write_text
+
+Layout = Literal["albar", "stillmix"]
+FORMAT = "albar-bias-set/1"
+ZIP_TIME = (2025, 1, 1, 0, 0, 0)  # every zip entry's timestamp: zips do not depend on when they were built
+
+
+def rng_for(seed: int, *parts: str) -> np.random.Generator:
+    """An RNG that depends on ``seed`` and the named parts only (never on visiting order or workers)."""
+    return np.random.default_rng([seed, *(zlib.crc32(p.encode()) for p in parts)])
+
+
+# ---------------------------------------------------------------------------------------------- backgrounds
+
+class StripeBackgrounds:
+    """The StillMix sinusoidal-stripe generator (:func:`albar.synthetic.render.stripe_params`)."""
+
+    name = "stripes"
+
+    def describe(self) -> str:
+        return "stripes"
+
+    def draw(self, rng: np.random.Generator, size: tuple[int, int]) -> tuple[np.ndarray, dict[str, Any]]:
+        """A (H, W, 3) uint8 background for a frame of ``size`` = (H, W), and what was drawn."""
+        params = stripe_params(rng)
+        img = draw_stripes(params, (size[1], size[0]))
+        return np.clip(img.round(), 0, 255).astype(np.uint8), {"stripes": params.to_dict()}
+
+
+class ImageBackgrounds:
+    """A folder (searched recursively) of background images: Places365, VQGAN-CLIP outputs, your own."""
+
+    name = "images"
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        if not self.folder.is_dir():
+            raise FileNotFoundError(f"background folder not found: {self.folder}")
+        self.files = sorted(p.relative_to(self.folder).as_posix() for p in self.folder.rglob("*")
+                            if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        if not self.files:
+            raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) under {self.folder}")
+
+    def describe(self) -> str:
+        return str(self.folder)
+
+    def draw(self, rng: np.random.Generator, size: tuple[int, int]) -> tuple[np.ndarray, dict[str, Any]]:
+        name = self.files[int(rng.integers(len(self.files)))]
+        path = self.folder / name
+        try:
+            with Image.open(path) as img:
+                rgb = img.convert("RGB").resize((size[1], size[0]), Image.BILINEAR)
+        except (UnidentifiedImageError, OSError) as err:
+            raise ValueError(f"{path}: cannot read background image ({err})") from err
+        return np.asarray(rgb), {"file": name}
+
+
+Backgrounds = StripeBackgrounds | ImageBackgrounds
+
+
+# ---------------------------------------------------------------------------------------------- compositing
+
+def composite(frames: np.ndarray, masks: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """``frames * mask + background * (1 - mask)`` for uint8 (T, H, W, 3) frames, boolean (T, H, W) masks
+    and one (H, W, 3) background held for every frame."""
+    if frames.shape[:3] != masks.shape or background.shape != frames.shape[1:]:
+        raise ValueError(f"shapes differ: frames {frames.shape}, masks {masks.shape}, background {background.shape}")
+    return np.where(masks[..., None], frames, background[None]).astype(np.uint8)
+
+
+def video_leakage(coarse: np.ndarray, fine: np.ndarray) -> dict[str, float | int]:
+    """How much original background a coarse protocol mask (a filled box) lets through, given a finer mask.
+
+    ``fraction``: leaked pixels (in ``coarse``, not in ``fine``) over all pixels of the composite;
+    ``fraction_of_kept``: leaked pixels over the pixels the coarse mask keeps from the original video.
+    """
+    if coarse.shape != fine.shape:
+        raise ValueError(f"mask shapes differ: {coarse.shape} vs {fine.shape}")
+    leaked, kept = int((coarse & ~fine).sum()), int(coarse.sum())
+    return {"leaked_pixels": leaked, "kept_pixels": kept, "pixels": int(coarse.size),
+            "fraction": leaked / coarse.size, "fraction_of_kept": leaked / kept if kept else 0.0}
+
+
+def summarize_leakage(per_video: dict[str, dict[str, float | int]]) -> dict[str, float | int]:
+    """Overall leakage: pixel-weighted over all videos, and the mean of the per-video fractions."""
+    leaked = sum(int(v["leaked_pixels"]) for v in per_video.values())
+    kept = sum(int(v["kept_pixels"]) for v in per_video.values())
+    pixels = sum(int(v["pixels"]) for v in per_video.values())
+    fr = [float(v["fraction"]) for v in per_video.values()]
+    return {"videos": len(per_video), "leaked_pixels": leaked, "kept_pixels": kept, "pixels": pixels,
+            "fraction": leaked / pixels if pixels else 0.0, "fraction_of_kept": leaked / kept if kept else 0.0,
+            "mean_video_fraction": float(np.mean(fr)) if fr else 0.0}
+
+
+def measure_leakage(
+    videos: str | Path, coarse: MaskSource, fine: MaskSource, root: str | Path | None = None,
+) -> dict[str, Any]:
+    """Leakage of ``coarse`` masks (a box protocol) against ``fine`` ones over the videos of a list, without
+    building anything: per video (:func:`video_leakage`), ``overall`` (:func:`summarize_leakage`), and the
+    videos that could not be measured with the reason. Videos are decoded for their frame count and size."""
+    per: dict[str, dict[str, float | int]] = {}
+    errors: dict[str, str] = {}
+    for it in sorted(read_list(Path(videos), root=root, key="stem"), key=lambda it: it.key):
+        try:
+            frames = read_clip(it.source, _all)
+            size = frames.shape[1:3]
+            per[it.key] = video_leakage(video_masks(coarse, it.key, len(frames), size),
+                                        video_masks(fine, it.key, len(frames), size))
+        except (ClipReadError, MaskMismatch) as err:
+            errors[it.key] = str(err)
+    return {"coarse": coarse.describe(), "fine": fine.describe(), "overall": summarize_leakage(per),
+            "videos": per, "errors": errors}
+
+
+def _jpeg(frame: np.ndarray, quality: int) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(frame).save(buf, "JPEG", quality=quality, subsampling=0, optimize=False)
+    return buf.getvalue()
+
+
+def _write_clip(frames: np.ndarray, path: Path, layout: Layout, quality: int) -> None:
+    """ALBAR: ``path.zip`` of ``img_00001.jpg``...; StillMix: folder ``path/frame000001.jpg``..."""
+    if layout == "albar":
+        with zipfile.ZipFile(path.with_suffix(".zip"), "w", zipfile.ZIP_STORED) as zf:
+            for t, f in enumerate(frames):
+                info = zipfile.ZipInfo(f"img_{t + 1:05d}.jpg", date_time=ZIP_TIME)
+                info.external_attr = 0o644 << 16
+                zf.writestr(info, _jpeg(f, quality))
+    else:
+        path.mkdir()
+        for t, f in enumerate(frames):
+            (path / f"frame{t + 1:06d}.jpg").write_bytes(_jpeg(f, quality))
+
+
+# ---------------------------------------------------------------------------------------------- the build
+
+@dataclass(frozen=True)
+class BiasSetSpec:
+    """What to build; recorded in the manifest. ``dataset`` and ``source`` name the folders
+    ``<dataset>_SCUBA_<source>`` (the readers of :mod:`albar.data.bias_sets` find HMDB51, UCF101, K400)."""
+
+    dataset: str
+    source: str
+    per_video: int = 1  # SCUBA composites per video
+    conflfg: int = 0  # ConflFG videos per moving video (0: no ConflFG)
+    layout: Layout = "albar"
+    seed: int = 0
+    min_area: float = 0.01  # a frame whose mask covers less than this share of the frame is "small"
+    max_small_fraction: float = 0.5  # a video with more small frames than this share is skipped
+    quality: int = 95
+
+    def __post_init__(self) -> None:
+        for name in ("dataset", "source"):
+            v = getattr(self, name)
+            if not v or not v.isalnum():
+                raise ValueError(f"{name} must be letters and digits (it names folders), got {v!r}")
+        if self.per_video < 1 or self.conflfg < 0:
+            raise ValueError(f"per_video must be >= 1 and conflfg >= 0, got {self.per_video}, {self.conflfg}")
+        if not 0 <= self.min_area < 1 or not 0 <= self.max_small_fraction <= 1:
+            raise ValueError(f"min_area must be in [0, 1) and max_small_fraction in [0, 1], got "
+                             f"{self.min_area}, {self.max_small_fraction}")
+        if self.layout not in ("albar", "stillmix"):
+            raise ValueError(f"layout must be 'albar' or 'stillmix', got {self.layout!r}")
+        if not 1 <= self.quality <= 100:
+            raise ValueError(f"quality must be in 1..100, got {self.quality}")
+
+    def folder(self, kind: str) -> str:
+        return f"{self.dataset}_{kind}_{'Stripe' if kind == 'ConflFG' else self.source}"
+
+
+@dataclass
+class BuildResult:
+    """Where the set was written and what it holds (also in ``<out>/manifest.json``)."""
+
+    out: Path
+    manifest: dict[str, Any]
+    lists: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def counts(self) -> dict[str, Any]:
+        return self.manifest["counts"]
+
+
+@dataclass
+class _Context:
+    tmp: Path
+    spec: BiasSetSpec
+    items: dict[str, ClipItem]
+    masks: MaskSource
+    backgrounds: Backgrounds
+    fine: MaskSource | None
+
+
+_CTX: _Context | None = None  # set before the worker pool forks; workers read it
+
+
+def _all(n: int) -> Sequence[int]:
+    return range(n)
+
+
+def _load(ctx: _Context, key: str) -> tuple[np.ndarray, np.ndarray]:
+    frames = read_clip(ctx.items[key].source, _all)
+    return frames, video_masks(ctx.masks, key, len(frames), frames.shape[1:3])
+
+
+def _scuba_job(key: str) -> dict[str, Any]:
+    ctx = _CTX
+    assert ctx is not None
+    spec, item = ctx.spec, ctx.items[key]
+    try:
+        frames, masks = _load(ctx, key)
+    except ClipReadError as err:
+        return {"key": key, "skip": "unreadable", "reason": str(err)}
+    except MaskMismatch as err:
+        rule = "no_masks" if str(err).startswith("no masks") else "mask_mismatch"
+        return {"key": key, "skip": rule, "reason": str(err)}
+    t, h, w = masks.shape
+    area = masks.mean(axis=(1, 2))
+    small = area < spec.min_area
+    if small.sum() > spec.max_small_fraction * t or small.all():
+        return {"key": key, "skip": "mask_too_small", "reason": f"{key!r}: mask below {spec.min_area:g} of the "
+                f"frame in {int(small.sum())} of {t} frames (allowed: {spec.max_small_fraction:g})"}
+    valid = np.flatnonzero(~small)
+    out: dict[str, Any] = {"key": key, "label": item.label, "source": str(item.source), "num_frames": t,
+                           "size": [h, w], "mask_area_mean": round(float(area.mean()), 6),
+                           "small_frames": int(small.sum()), "valid_frames": valid.tolist(), "composites": {}}
+    if ctx.fine is not None:
+        try:
+            out["leakage"] = video_leakage(masks, video_masks(ctx.fine, key, t, (h, w)))
+        except MaskMismatch as err:
+            out["leakage_error"] = str(err)
+    scuba, scufo = ctx.tmp / spec.folder("SCUBA"), ctx.tmp / spec.folder("SCUFO")
+    for n in range(spec.per_video):
+        ckey = f"{key}__{n}"
+        bg, record = ctx.backgrounds.draw(rng_for(spec.seed, ckey, "background"), (h, w))
+        clip = composite(frames, masks, bg)
+        _write_clip(clip, scuba / ckey, spec.layout, spec.quality)
+        still = int(valid[scufo_frame(ckey, len(valid), spec.seed)])
+        (scufo / f"{ckey}.jpg").write_bytes(_jpeg(clip[still], spec.quality))
+        out["composites"][ckey] = {"background": record, "scufo_frame": still}
+    return out
+
+
+def _fit_frame(img: np.ndarray, size: tuple[int, int], resample: int) -> np.ndarray:
+    if img.shape[:2] == tuple(size):
+        return img
+    return np.asarray(Image.fromarray(img).resize((size[1], size[0]), resample))
+
+
+def _conflfg_job(job: tuple[str, str, str, int]) -> dict[str, Any]:
+    ctx = _CTX
+    assert ctx is not None
+    name, moving, pasted, pasted_frame = job
+    spec = ctx.spec
+    frames, masks = _load(ctx, moving)
+    t, h, w = masks.shape
+    still = read_clip(ctx.items[pasted].source, lambda n: [pasted_frame])[0]
+    pmask = ctx.masks.mask(pasted, pasted_frame, still.shape[:2])
+    still = _fit_frame(still, (h, w), Image.BILINEAR)
+    pmask = _fit_frame(pmask.astype(np.uint8) * 255, (h, w), Image.NEAREST) > 127
+    bg, record = StripeBackgrounds().draw(rng_for(spec.seed, name, "conflfg"), (h, w))
+    layer = np.where(pmask[..., None], still, bg)  # the still actor over the stripes, held for every frame
+    _write_clip(composite(frames, masks, layer), ctx.tmp / spec.folder("ConflFG") / name, spec.layout, spec.quality)
+    return {"name": name, "background": record, "pasted_area": round(float(pmask.mean()), 6)}
+
+
+def _run(fn: Any, jobs: list, workers: int, desc: str, progress: bool) -> list:
+    bar = tqdm(total=len(jobs), desc=desc, unit="video", disable=not progress)
+    out = []
+    try:
+        if workers > 1 and len(jobs) > 1:
+            # fork: the context (mask tables, item lists) is inherited, nothing is pickled but the keys
+            method = "fork" if "fork" in get_all_start_methods() else "spawn"
+            with get_context(method).Pool(workers) as pool:
+                for r in pool.imap(fn, jobs, chunksize=max(1, min(16, len(jobs) // (4 * workers)))):
+                    out.append(r)
+                    bar.update()
+        else:
+            for job in jobs:
+                out.append(fn(job))
+                bar.update()
+    finally:
+        bar.close()
+    return out
+
+
+def _check_keys(items: list[ClipItem], list_path: Path, conflfg: bool) -> dict[str, ClipItem]:
+    by_key: dict[str, ClipItem] = {}
+    for it in items:
+        if it.key in by_key:
+            raise ValueError(f"{list_path}: two videos have the key {it.key!r} ({by_key[it.key].source}, {it.source})")
+        if "__" in it.key:
+            raise ValueError(f"{list_path}: key {it.key!r} contains '__', which separates the parts of bias-set names")
+        if conflfg and it.key.isdigit():
+            raise ValueError(f"{list_path}: key {it.key!r} is all digits; ConflFG names "
+                             "'<moving>__<pasted>__<n>' would read it as an instance number")
+        by_key[it.key] = it
+    return by_key
+
+
+def build_bias_set(
+    videos: str | Path,
+    masks: MaskSource,
+    out: str | Path,
+    spec: BiasSetSpec,
+    backgrounds: Backgrounds | None = None,
+    root: str | Path | None = None,
+    leakage_masks: MaskSource | None = None,
+    classes: Sequence[str] | None = None,
+    workers: int = 1,
+    progress: bool = True,
+) -> BuildResult:
+    """Build SCUBA + SCUFO (+ ConflFG if ``spec.conflfg``) under ``out``, which must not exist yet.
+
+    ``videos``: an mmaction2 list (``path label`` or rawframes), paths relative to ``root`` (default: the
+    list's folder), any source :func:`albar.data.io.read_clip` reads; a video's key is its file stem and
+    names its masks. ``backgrounds``: None for the stripe generator. ``leakage_masks``: finer masks of the
+    same videos; the leakage of ``masks`` is measured against them (``leakage.json``). Built in a temporary
+    sibling folder renamed into place. Videos that cannot be used are skipped, counted per rule and named
+    in the manifest with the reason.
+    """
+    global _CTX
+    out, list_path = Path(out), Path(videos)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise FileExistsError(f"{out} exists and is not empty; choose a new folder for the bias set")
+    backgrounds = backgrounds or StripeBackgrounds()
+    items = _check_keys(read_list(list_path, root=root, key="stem"), list_path, spec.conflfg > 0)
+    if not items:
+        raise ValueError(f"{list_path}: no videos")
+    if classes is not None:
+        bad = sorted(k for k, it in items.items() if it.label >= len(classes))
+        if bad:
+            raise ValueError(f"{list_path}: label of {bad[0]!r} is out of range for {len(classes)} classes")
+    tmp = out.with_name(f".{out.name}.building-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        for kind in ("SCUBA", "SCUFO", *(("ConflFG",) if spec.conflfg else ())):
+            (tmp / spec.folder(kind)).mkdir(parents=True)
+        (tmp / "lists").mkdir()
+        _CTX = _Context(tmp, spec, items, masks, backgrounds, leakage_masks)
+        keys = sorted(items)
+        results = _run(_scuba_job, keys, workers, f"SCUBA/SCUFO {spec.source}", progress)
+        used = {r["key"]: r for r in results if "skip" not in r}
+        skipped = {r["key"]: {"rule": r["skip"], "reason": r["reason"]} for r in results if "skip" in r}
+        conf_jobs, conf_records, conf_skipped = _plan_conflfg(spec, used)
+        conf_results = _run(_conflfg_job, conf_jobs, workers, "ConflFG", progress) if conf_jobs else []
+        for r in conf_results:
+            conf_records[r["name"]].update(background=r["background"], pasted_area=r["pasted_area"])
+        manifest = _manifest(spec, list_path, root, masks, backgrounds, leakage_masks, items, used, skipped,
+                             conf_records, conf_skipped)
+        lists = _write_lists(tmp, spec, used, conf_records, classes)
+        if leakage_masks is not None:
+            atomic_write_json(tmp / "leakage.json", manifest["leakage"])
+        atomic_write_json(tmp / "manifest.json", manifest)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, out)  # replaces an empty folder; fails if something appeared there meanwhile
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        _CTX = None
+    return BuildResult(out, manifest, {k: out / v for k, v in lists.items()})
+
+
+def _plan_conflfg(
+    spec: BiasSetSpec, used: dict[str, dict[str, Any]],
+) -> tuple[list[tuple[str, str, str, int]], dict[str, dict[str, Any]], dict[str, str]]:
+    """Who is pasted into whom: per moving video and n, a video of another class and one of its frames
+    whose mask is large enough, drawn from (seed, moving key, n) among the usable videos in sorted order."""
+    jobs, records, skipped = [], {}, {}
+    keys = sorted(used)
+    for moving in keys if spec.conflfg else []:
+        label = used[moving]["label"]
+        others = [k for k in keys if used[k]["label"] != label]
+        for n in range(spec.conflfg):
+            if not others:
+                skipped[f"{moving}__{n}"] = "no usable video of another class to paste"
+                continue
+            rng = rng_for(spec.seed, moving, str(n), "conflfg-pick")
+            pasted = others[int(rng.integers(len(others)))]
+            valid = used[pasted]["valid_frames"]
+            frame = int(valid[int(rng.integers(len(valid)))])
+            name = f"{moving}__{pasted}__{n}"
+            jobs.append((name, moving, pasted, frame))
+            records[name] = {"moving": moving, "pasted": pasted, "label": label,
+                             "conflict_label": used[pasted]["label"], "pasted_frame": frame}
+    return jobs, records, skipped
+
+
+def _manifest(spec, list_path, root, masks, backgrounds, leakage_masks, items, used, skipped, conf_records,
+              conf_skipped) -> dict[str, Any]:
+    rules = ("unreadable", "no_masks", "mask_mismatch", "mask_too_small")
+    videos = {k: {f: v for f, v in r.items() if f not in ("key", "valid_frames")} for k, r in used.items()}
+    manifest: dict[str, Any] = {
+        "format": FORMAT,
+        "spec": asdict(spec),
+        "inputs": {"videos": str(list_path), "root": None if root is None else str(root),
+                   "masks": masks.describe(), "mask_kind": masks.kind, "backgrounds": backgrounds.describe(),
+                   "background_files": getattr(backgrounds, "files", None),
+                   "leakage_masks": None if leakage_masks is None else leakage_masks.describe()},
+        "folders": {k: spec.folder(k) for k in ("SCUBA", "SCUFO", *(("ConflFG",) if spec.conflfg else ()))},
+        "counts": {
+            "videos": len(items), "used": len(used),
+            "skipped": {rule: sum(1 for s in skipped.values() if s["rule"] == rule) for rule in rules},
+            "scuba": spec.per_video * len(used), "scufo": spec.per_video * len(used),
+            "conflfg": len(conf_records), "conflfg_skipped": len(conf_skipped),
+        },
+        "skipped": dict(sorted(skipped.items())),
+        "videos": videos,
+        "conflfg": conf_records,
+        "conflfg_skipped": conf_skipped,
+    }
+    if leakage_masks is not None:
+        per = {k: r["leakage"] for k, r in used.items() if "leakage" in r}
+        manifest["leakage"] = {"coarse": masks.describe(), "fine": leakage_masks.describe(),
+                               "overall": summarize_leakage(per), "videos": per,
+                               "errors": {k: r["leakage_error"] for k, r in used.items() if "leakage_error" in r}}
+    return manifest
+
+
+def _write_lists(tmp: Path, spec: BiasSetSpec, used: dict[str, dict[str, Any]],
+                 conf: dict[str, dict[str, Any]], classes: Sequence[str] | None) -> dict[str, str]:
+    """mmaction2 lists under ``lists/``, paths relative to the output folder, and ``labels.csv``
+    (``filename,label`` per source video) so :func:`albar.data.bias_sets.csv_labeler` labels the set."""
+    scuba_dir, scufo_dir, conf_dir = spec.folder("SCUBA"), spec.folder("SCUFO"), spec.folder("ConflFG")
+    scuba, scufo, conflfg = [], [], []
+    for key in sorted(used):
+        r = used[key]
+        for ckey in r["composites"]:
+            if spec.layout == "albar":
+                scuba.append((f"{scuba_dir}/{ckey}.zip", r["label"]))
+            else:
+                scuba.append((f"{scuba_dir}/{ckey}", r["num_frames"], r["label"]))
+            scufo.append((f"{scufo_dir}/{ckey}.jpg", r["label"]))
+    for name, c in conf.items():
+        t = used[c["moving"]]["num_frames"]
+        path = f"{conf_dir}/{name}.zip" if spec.layout == "albar" else f"{conf_dir}/{name}"
+        conflfg.append((path, c["label"], c["conflict_label"]) if spec.layout == "albar"
+                       else (path, t, c["label"], c["conflict_label"]))
+    lists = {"scuba": f"lists/scuba_{spec.source}.txt", "scufo": f"lists/scufo_{spec.source}.txt"}
+    write_list(tmp / lists["scuba"], scuba)
+    write_list(tmp / lists["scufo"], scufo)
+    if spec.conflfg:
+        lists["conflfg"] = "lists/conflfg.txt"
+        write_list(tmp / lists["conflfg"], conflfg)
+    rows = "".join(f"{k},{used[k]['label']}\n" for k in sorted(used))
+    atomic_write_text(tmp / "labels.csv", "filename,label\n" + rows)
+    if classes is not None:
+        atomic_write_text(tmp / "classes.txt", "".join(f"{c}\n" for c in classes))
+    return lists
