@@ -147,7 +147,8 @@ def collect_sets(args: argparse.Namespace) -> tuple[dict[str, DatasetSplit], lis
         if not found:
             problems.append({"set": str(args.bias_root), "file": "", "kind": "layout",
                              "reason": "no <DS>_<SCUBA|SCUFO|ConflFG>_<Source> folders"})
-        split_names = {it.key: split.classes[it.label] for split in sets.values() for it in split.items}
+        split_names = {it.key: split.classes[it.label] for split in sets.values() for it in split.items
+                       if 0 <= it.label < len(split.classes)}
         for (ds, kind, source), _folder in found.items():
             names = classes if ds != "K400" else (k400_classes or classes)
             label_of = _labeler(ds, args, names, split_names)
