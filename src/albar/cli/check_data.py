@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from albar.data.bias_sets import (
-    DATASETS,
     LabelFn,
     albar_bias_set,
     check_pairing,
@@ -159,7 +158,7 @@ def collect_sets(args: argparse.Namespace) -> tuple[dict[str, DatasetSplit], lis
                 continue
             add(f"{ds}_{kind}_{source}", lambda d=ds, k=kind, s=source, f=label_of, n=names:
                 albar_bias_set(args.bias_root, d, k, s, f, n))
-        for ds in DATASETS:
+        for ds in sorted({d for (d, _, _) in found}):
             for source in {s for (d, _, s) in found if d == ds}:
                 a, b = sets.get(f"{ds}_SCUBA_{source}"), sets.get(f"{ds}_SCUFO_{source}")
                 if a and b:

@@ -25,9 +25,10 @@ from albar.data.lists import ClipItem
 from albar.utils import atomic_write, atomic_write_json
 
 BiasKind = Literal["SCUBA", "SCUFO", "ConflFG"]
-DATASETS = ("HMDB51", "UCF101", "K400")
 SOURCES = ("Places365", "VQGAN", "Stripe")
-_FOLDER = re.compile(r"^(?P<ds>HMDB51|UCF101|K400)_(?P<kind>SCUBA|SCUFO|ConflFG)_(?P<source>[A-Za-z0-9]+)$")
+# The release's datasets are HMDB51, UCF101 and K400; sets built with `albar make-bias-set --dataset NAME`
+# for your own data follow the same pattern with your name.
+_FOLDER = re.compile(r"^(?P<ds>[A-Za-z0-9]+)_(?P<kind>SCUBA|SCUFO|ConflFG)_(?P<source>[A-Za-z0-9]+)$")
 _UCF = re.compile(r"v_(?P<cls>[A-Za-z0-9]+)_g\d+_c\d+")
 
 LabelFn = Callable[[str], int]
