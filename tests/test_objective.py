@@ -45,6 +45,7 @@ def test_static_frame_rejects_bad_choice():
         static_frame_index(4, "centre")
     with pytest.raises(ValueError):
         ALBARLoss(frame="centre")
+    assert ALBARLoss(frame=20).frame == 20  # an index valid for 32-frame clips is accepted up front
 
 
 def test_terms_match_hand_computed_values():

@@ -157,7 +157,9 @@ class ALBARLoss(torch.nn.Module):
         time_dim: int = 2,
     ) -> None:
         super().__init__()
-        static_frame_index(8, frame)  # validate early, with the same message
+        named = frame in ("middle", "random", "first", "last")
+        if not (named or (isinstance(frame, int) and not isinstance(frame, bool))):
+            static_frame_index(1, frame)  # raises, with the same message as at run time
         self.w_adv, self.w_ent, self.w_gp, self.frame, self.time_dim = w_adv, w_ent, w_gp, frame, time_dim
 
     def forward(
