@@ -28,8 +28,9 @@ from albar.synthetic import load_benchmark
 from albar.synthetic.render import ClipSpec, render_clip_with_masks
 
 
-def write_masks_and_boxes(bench_root: Path, out: Path) -> tuple[Path, Path]:
-    """``out/masks/<key>/00001.png`` (binary: antialiased mask > 0.5) and ``out/boxes.csv`` (their boxes)."""
+def write_masks_and_boxes(bench_root: Path, out: Path, margin: int = 0) -> tuple[Path, Path]:
+    """``out/masks/<key>/00001.png`` (binary: antialiased mask > 0.5) and ``out/boxes.csv`` (their boxes,
+    grown by ``margin`` pixels on every side and clipped to the frame: annotated boxes are rarely tight)."""
     bench = load_benchmark(bench_root)
     rows = ["key,frame,x1,y1,x2,y2\n"]
     worst = 0.0
@@ -47,7 +48,10 @@ def write_masks_and_boxes(bench_root: Path, out: Path) -> tuple[Path, Path]:
             Image.fromarray(m.astype(np.uint8) * 255).save(folder / f"{t + 1:05d}.png")
             ys, xs = np.nonzero(m)
             if len(xs):
-                rows.append(f"{r['key']},{t + 1},{xs.min()},{ys.min()},{xs.max() + 1},{ys.max() + 1}\n")
+                size = bench.spec.size
+                x1, y1 = max(xs.min() - margin, 0), max(ys.min() - margin, 0)
+                x2, y2 = min(xs.max() + 1 + margin, size), min(ys.max() + 1 + margin, size)
+                rows.append(f"{r['key']},{t + 1},{x1},{y1},{x2},{y2}\n")
     if worst > 12:  # H.264 loss on these noisy 32x32 clips is ~6; another render differs by ~50
         sys.exit(f"re-rendered clips differ from {bench_root}'s videos (mean abs {worst:.1f}): another render version")
     (out / "boxes.csv").write_text("".join(rows))
@@ -99,10 +103,11 @@ def main() -> int:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--checkpoint", type=Path, help="a trained run's best.pt (its config.yaml beside it)")
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--box-margin", type=int, default=0, help="pixels added around each tight box")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    masks, boxes = write_masks_and_boxes(args.bench, args.out)
+    masks, boxes = write_masks_and_boxes(args.bench, args.out, args.box_margin)
     common = ["--videos", str(args.bench / "lists" / "test.txt"), "--root", str(args.bench), "--stripes",
               "--dataset", "SYN", "--seed", "0", "--leakage-masks", str(masks), "--workers", str(args.workers),
               "--no-progress"]

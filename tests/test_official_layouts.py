@@ -74,8 +74,11 @@ def test_hmdb51_layout_and_release_bias_sets_are_found_and_labelled(tmp_path):
 def test_train_on_hmdb51_layout_writes_per_source_results(tmp_path):
     root = hmdb_tree(tmp_path / "hmdb")
     path = tmp_path / "cfg.yaml"
-    path.write_text(yaml.safe_dump(config(root, tmp_path / "run")))
+    cfg = config(root, tmp_path / "run")
+    cfg["log"]["tensorboard"] = True
+    path.write_text(yaml.safe_dump(cfg))
     assert main(["train", "--config", str(path), "--no-progress"]) == 0
+    assert list((tmp_path / "run").rglob("events.out.tfevents.*"))  # TensorBoard scalars
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     block = results["methods"]["run"]
     assert set(block["per_source"]) == {"places365", "stripe"}
