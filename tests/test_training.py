@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from albar.cli.demo import demo_config
-from albar.config import ConfigError, parse_config
+from albar.config import ConfigError, load_config, parse_config
 from albar.data import ClipDataset
 from albar.training import NonFiniteLossError, train, warmup_cosine
 
@@ -64,6 +64,7 @@ def test_config_errors_name_the_key():
         parse_config({"optim": {"lrr": 1}})
     with pytest.raises(ConfigError, match=r"objective\.w_adv"):
         parse_config({"objective": {"w_adv": "a lot"}})
+    assert load_config(None, ["mixed_precision=no"]).mixed_precision == "no"  # YAML's `no` is false
     with pytest.raises(ConfigError, match=r"objective\.frame"):
         parse_config({"objective": {"frame": "centre"}})
 

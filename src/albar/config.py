@@ -150,6 +150,11 @@ class TrainConfig(_Strict):
 
     _expand_out = field_validator("out_dir")(_expand)
 
+    @field_validator("mixed_precision", mode="before")
+    @classmethod
+    def _yaml_no(cls, v: object) -> object:
+        return "no" if v is False else v  # YAML reads a bare `no` as false
+
     @field_validator("threads")
     @classmethod
     def _positive_threads(cls, v: int | None) -> int | None:

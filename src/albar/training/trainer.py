@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -226,7 +227,8 @@ def train(
                 step += 1
                 last_rng = rng_state() if out is not None else None
                 if steps_log is not None:
-                    steps_log.write(json.dumps({"step": step, "epoch": epoch + 1, "lr": lr, **scalars}) + "\n")
+                    steps_log.write(json.dumps({"step": step, "epoch": epoch + 1, "lr": lr, "time": time.time(),
+                                                **scalars}) + "\n")
                     steps_log.flush()
                 if out is not None:
                     accelerator.log({f"train/{k}": v for k, v in scalars.items()} | {"train/lr": lr}, step=step)
