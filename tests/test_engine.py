@@ -123,6 +123,10 @@ def test_config_errors_exit_2_and_name_the_key(tmp_path, capsys, tiny_benchmark)
     assert "data.train.list" in capsys.readouterr().err
     assert main(["train", "--config", str(cfg), "optim.batch_size=-1"]) == 2
     assert "optim.batch_size" in capsys.readouterr().err
+    assert main(["train", "--config", str(cfg), "--no-progress", "optim.epochs=-1"]) == 2  # after an option too
+    assert "optim.epochs" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--config", str(cfg), "--bogus"])
 
 
 def test_bad_files_are_replaced_in_training_and_count_as_wrong_in_evaluation(tiny_benchmark, tmp_path):

@@ -84,7 +84,14 @@ def _fail(message: str, code: int = 2) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    # overrides may come after options too (argparse stops collecting positionals at the first option)
+    extra = [u for u in unknown if "=" in u and not u.startswith("-")]
+    if len(extra) != len(unknown) or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
     if args.command == "models":
         from albar.models import list_models
 
