@@ -24,14 +24,16 @@ from albar.data import ClipReadError, clip_indices, read_clip
 
 
 def make_video(path: Path, codec: str, n: int = 150, w: int = 320, h: int = 240) -> Path:
-    rng = np.random.default_rng(0)
+    """A real encoded video: a grey box moving over a noise background (also used by loader.py)."""
+    rng = np.random.default_rng(n)
     bg = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
     with av.open(str(path), "w") as c:
         s = c.add_stream(codec, rate=30)
         s.width, s.height, s.pix_fmt = w, h, "yuv420p"
         for i in range(n):
             f = bg.copy()
-            f[100:140, (2 * i) % (w - 40):(2 * i) % (w - 40) + 40] = (i * 7) % 255
+            x = (3 * i) % (w - 60)
+            f[80:160, x:x + 60] = (i * 7) % 255
             c.mux(s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
         c.mux(s.encode())
     return path
@@ -41,11 +43,11 @@ def albar_reader(path: Path) -> np.ndarray:
     return read_clip(path, lambda n: clip_indices(n, 32, 2, "center"))
 
 
-def pyav_seek(path: Path) -> np.ndarray:
+def pyav_seek(path: Path, mode: str = "center", rng: np.random.Generator | None = None) -> np.ndarray:
     """Seek to the clip's first frame by timestamp, then decode: fast, wrong on packed-B-frame AVIs."""
     with av.open(str(path)) as c:
         s = c.streams.video[0]
-        idx = clip_indices(s.frames, 32, 2, "center")
+        idx = clip_indices(s.frames, 32, 2, mode, rng)
         rate = float(s.average_rate)
         c.seek(int(idx[0] / rate / s.time_base), stream=s, backward=True, any_frame=False)
         want, out = set(idx), {}

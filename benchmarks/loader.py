@@ -24,20 +24,8 @@ from torch.utils.data import DataLoader, Dataset
 from albar.data import ClipDataset, ClipItem, build_transform, clip_indices
 from albar.data.transforms import apply_transform
 
-
-def make_video(path: Path, codec: str, n: int, w: int = 320, h: int = 240) -> Path:
-    rng = np.random.default_rng(n)
-    bg = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
-    with av.open(str(path), "w") as c:
-        s = c.add_stream(codec, rate=30)
-        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
-        for i in range(n):
-            f = bg.copy()
-            x = (3 * i) % (w - 60)
-            f[80:160, x:x + 60] = (i * 7) % 255
-            c.mux(s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
-        c.mux(s.encode())
-    return path
+sys.path.insert(0, str(Path(__file__).parent))
+from decode import make_video, pyav_seek  # noqa: E402  (the sibling benchmark script)
 
 
 class DecordDataset(Dataset):
@@ -72,19 +60,8 @@ class SeekDataset(Dataset):
         return len(self.items)
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        with av.open(str(self.items[index].source)) as c:
-            s = c.streams.video[0]
-            idx = clip_indices(s.frames, 32, 2, "random", np.random.default_rng([self.seed, index]))
-            rate = float(s.average_rate)
-            c.seek(int(idx[0] / rate / s.time_base), stream=s, backward=True, any_frame=False)
-            want, out = set(idx), {}
-            for f in c.decode(s):
-                i = round(float(f.pts * s.time_base) * rate)
-                if i in want:
-                    out[i] = f.to_ndarray(format="rgb24")
-                if i >= idx[-1]:
-                    break
-        frames = torch.from_numpy(np.stack([out[i] for i in idx]))
+        rng = np.random.default_rng([self.seed, index])
+        frames = torch.from_numpy(pyav_seek(self.items[index].source, "random", rng))
         return apply_transform(self.transform, frames)
 
 

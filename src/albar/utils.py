@@ -43,6 +43,17 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+def torch_load(path: str | Path, what: str = "checkpoint") -> Any:
+    """``torch.load`` with ``weights_only=True`` onto the CPU; errors name the file and what it should be."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # unpickling raises many types
+        raise ValueError(f"cannot read {what} {path}: {err}") from err
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)

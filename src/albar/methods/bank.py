@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from albar.utils import atomic_write
+from albar.utils import atomic_write, torch_load
 
 BANK_FORMAT = "albar.frame_bank"
 BANK_VERSION = 1
@@ -312,12 +312,7 @@ def save_frame_bank(bank: FrameBank, path: str | Path) -> None:
 def load_frame_bank(path: str | Path) -> FrameBank:
     """Read a bank written by :func:`save_frame_bank` (``weights_only`` loading), validating its fields."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"frame bank not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle errors come in many types
-        raise ValueError(f"cannot read frame bank {path}: {err}") from err
+    state = torch_load(path, "frame bank")
     meta = state.get("meta") if isinstance(state, dict) else None
     if not isinstance(meta, dict) or meta.get("format") != BANK_FORMAT:
         raise ValueError(f"{path} is not an albar frame bank (meta.format != {BANK_FORMAT!r})")

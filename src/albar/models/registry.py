@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
 from torch import nn
 from torchvision.models import get_model_weights
 from torchvision.models import video as tvv
 
 from albar.models.small import Small3DCNN
+from albar.utils import torch_load
 
 _TORCHVISION = {
     "swin3d_t": tvv.swin3d_t, "swin3d_s": tvv.swin3d_s, "swin3d_b": tvv.swin3d_b,
@@ -85,12 +85,7 @@ def _looks_like_path(weights: str) -> bool:
 def load_checkpoint_weights(model: nn.Module, path: str | Path) -> None:
     """Load a state dict from ``path`` (a bare state dict or a checkpoint with a ``model`` entry)."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle errors come in many types
-        raise ValueError(f"cannot load weights from {path}: {err}") from err
+    state = torch_load(path, "weights file")
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     state = {k.removeprefix("module."): v for k, v in state.items()}

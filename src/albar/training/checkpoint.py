@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from albar.utils import atomic_write
+from albar.utils import atomic_write, torch_load
 
 
 def rng_state() -> dict[str, Any]:
@@ -43,10 +43,4 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # unpickling raises many types
-        raise ValueError(f"cannot read checkpoint {path}: {err}") from err
+    return torch_load(path, "checkpoint")
