@@ -90,3 +90,19 @@ def test_a_save_that_fails_midway_leaves_the_previous_checkpoint(tmp_path, monke
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="bad.pt"):
         load_checkpoint(tmp_path / "bad.pt")
+
+
+def test_gradient_accumulation_matches_the_larger_batch(tiny_benchmark):
+    """2 micro-batches of 4 accumulate to the step of one batch of 8 (plain CE, same clips, same order)."""
+    big = small_cfg(w_adv=0.0, w_ent=0.0, w_gp=0.0)
+    big.optim.epochs = 1
+    small = big.model_copy(deep=True)
+    small.optim.batch_size, small.optim.grad_accum = 4, 2
+    a = train(big, train_set(tiny_benchmark), progress=False)
+    b = train(small, train_set(tiny_benchmark), progress=False)
+    for (name, x), y in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+        assert torch.allclose(x, y, atol=1e-5), name
+    clipped = big.model_copy(deep=True)
+    clipped.optim.grad_clip = 1e-6  # a tiny clip norm changes the update
+    c = train(clipped, train_set(tiny_benchmark), progress=False)
+    assert not torch.allclose(a.model.state_dict()["fc.weight"], c.model.state_dict()["fc.weight"], atol=1e-5)
