@@ -74,3 +74,15 @@ def write_config(tmp_path: Path, bench, name: str, **overrides) -> Path:
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
+
+
+def relative_weight_gap(a: dict, b: dict, init: dict) -> float:
+    """||a - b|| / ||a - init|| over all parameters: how far two trainings ended apart, relative to how far
+    they moved. Float rounding in another summation order flips AdamW's step on near-zero gradients, so
+    element-wise tolerances are the wrong yardstick."""
+    import torch
+
+    keys = [k for k in a if a[k].is_floating_point()]
+    gap = torch.cat([(a[k] - b[k]).flatten() for k in keys]).norm()
+    moved = torch.cat([(a[k] - init[k]).flatten() for k in keys]).norm()
+    return float(gap / moved)

@@ -1,9 +1,8 @@
-import hashlib
-
 import numpy as np
 import pytest
 
 from albar.data import ClipDataset
+from albar.data.io import read_clip
 from albar.synthetic import MOTIONS, BenchmarkSpec, ClipSpec, build_benchmark, render_clip
 from albar.synthetic.render import SHAPE_NAMES, _mask
 
@@ -62,14 +61,18 @@ def test_benchmark_layout_and_loading(tiny):
 def test_benchmark_is_deterministic_and_reused(tiny, tmp_path):
     again = build_benchmark(tmp_path / "again", tiny.spec, workers=2, progress=False)
 
-    def digest(root):
-        h = hashlib.sha256()
-        for p in sorted(root.rglob("*")):
-            if p.is_file():
-                h.update(p.relative_to(root).as_posix().encode() + p.read_bytes())
-        return h.hexdigest()
+    def files(root):
+        return {p.relative_to(root).as_posix(): p for p in sorted(root.rglob("*")) if p.is_file()}
 
-    assert digest(again.root) == digest(tiny.root)
+    a, b = files(tiny.root), files(again.root)
+    assert a.keys() == b.keys()
+    for name, path in a.items():
+        if path.suffix == ".mp4":  # x264 may choose differently between runs: compare what the videos show
+            x = read_clip(path, lambda n: range(n)).astype(int)
+            y = read_clip(b[name], lambda n: range(n)).astype(int)
+            assert x.shape == y.shape and np.abs(x - y).mean() < 1.0, name
+        else:
+            assert path.read_bytes() == b[name].read_bytes(), name
     assert build_benchmark(tiny.root, tiny.spec, progress=False).root == tiny.root  # reused as it is
     with pytest.raises(FileExistsError, match="another spec"):
         build_benchmark(tiny.root, BenchmarkSpec(num_classes=4, num_frames=4, size=16, train=32, seed=4))

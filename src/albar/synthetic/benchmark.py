@@ -185,7 +185,9 @@ def build_benchmark(
     """Write the benchmark under ``root`` once; a finished one with the same spec is reused as it is.
 
     Built in a temporary sibling folder and renamed into place, so an interrupted build leaves nothing
-    that looks finished. The same spec gives the same clips (the video encoder runs single-threaded).
+    that looks finished. The same spec gives the same clips: byte for byte for the zips, stills and lists;
+    the H.264 videos decode to the same frames up to the encoder's choices, which were seen to differ by a
+    few grey levels now and then when clips are encoded in parallel (the rendered frames did not).
     """
     root = Path(root)
     if (root / "manifest.json").is_file():
