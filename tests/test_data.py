@@ -68,6 +68,9 @@ def test_read_list_mmaction2_formats(tmp_path):
     items = read_list(tmp_path / "list.txt")
     assert [(i.source.name, i.label, i.key) for i in items] == [("a.mp4", 3, "a"), ("b", 1, "b")]
     assert items[1].extra["num_frames"] == 4
+    (tmp_path / "frames.txt").write_text("not_extracted_yet 120 5\n")  # a rawframes folder that is missing
+    (gone,) = read_list(tmp_path / "frames.txt")
+    assert (gone.label, gone.extra["num_frames"]) == (5, 120)
     (tmp_path / "bad.txt").write_text("a.mp4 x\n")
     with pytest.raises(ValueError, match="bad.txt:1"):
         read_list(tmp_path / "bad.txt")

@@ -71,6 +71,8 @@ def test_killed_run_resumes_to_identical_weights(tiny_benchmark, reference, tmp_
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert step_lrs(out) == step_lrs(reference)
     assert json.loads((out / "results.json").read_text()) == json.loads((reference / "results.json").read_text())
+    # per-epoch records too: the interrupted epoch's training metrics include its batches before the kill
+    assert (out / "epochs.csv").read_text() == (reference / "epochs.csv").read_text()
 
 
 def test_eval_of_a_checkpoint_reproduces_training_time_metrics(reference, capsys):
@@ -178,3 +180,9 @@ def test_predict_with_static_probe_and_extract_features(reference, tiny_benchmar
     assert all(f.shape == (32,) and f.dtype == np.float32 for f in feats)  # small3d's pooled width
     assert not np.allclose(feats[0], feats[1])
     assert main(["predict", *args[:4], "--videos", str(tmp_path / "nope.mp4")]) == 2
+    (tmp_path / "bad.mp4").write_text("not a video")
+    assert main(["predict", *args[:4], "--videos", str(tmp_path / "bad.mp4")]) == 1  # a message, no traceback
+    assert "bad.mp4" in capsys.readouterr().err
+    # a multi-view test view: predict uses one centre clip; an override after --videos is still an override
+    assert main(["predict", *args, "data.test_view=2x3", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 3

@@ -55,3 +55,11 @@ def test_bias_summary_keys_and_source_averages(tmp_path):
     assert "Contrasted" in table and "50.00" in table and "75.00" in table
     png = plot_bars({"plain CE": out, "ALBAR": out}, tmp_path / "c.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_an_unreadable_scufo_still_never_improves_a_score():
+    scuba = preds(["a", "b"], [0, 1], [0, 1])  # both right
+    scufo = preds(["a", "b"], [0, 1], [None, None])  # both stills unreadable
+    out = bias_summary(scuba={"s": scuba}, scufo={"s": scufo})
+    assert out["per_source"]["s"]["contrasted"] == 0.0  # not 100: no static prediction was shown to be wrong
+    assert out["per_source"]["s"]["scufo_top1"] == 100.0  # worst case where lower is better

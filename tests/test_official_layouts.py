@@ -112,6 +112,13 @@ def test_check_data_labels_release_bias_sets_through_the_split(tmp_path, capsys)
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "HMDB51_SCUBA_Stripe: 4 items" in out and "OK" in out
+    assert main([*args, "--classes", str(tmp_path / "nope.txt")]) == 1
+    assert "--classes: file not found" in capsys.readouterr().out
     next((root / "bias" / "HMDB51_SCUFO_Stripe").glob("*.jpg")).unlink()  # one SCUBA clip loses its partner
     assert main(args) == 1
     assert "pairing" in capsys.readouterr().out.lower()
+    # training refuses unpaired sets before any work
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(config(root, tmp_path / "run")))
+    assert main(["train", "--config", str(path)]) == 2
+    assert "do not pair by key" in capsys.readouterr().err

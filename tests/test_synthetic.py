@@ -1,3 +1,5 @@
+import csv
+
 import numpy as np
 import pytest
 
@@ -66,13 +68,23 @@ def test_benchmark_is_deterministic_and_reused(tiny, tmp_path):
 
     a, b = files(tiny.root), files(again.root)
     assert a.keys() == b.keys()
+    specs = {}
+    for split in ("train", "val", "test"):
+        with open(tiny.root / "lists" / f"{split}_meta.csv", newline="") as fh:
+            for r in csv.DictReader(fh):
+                specs[f"videos/{split}/{r['key']}.mp4"] = ClipSpec(
+                    r["motion"], r["shape"], int(r["colour"]), r["background"], int(r["seed"]))
     for name, path in a.items():
-        if path.suffix == ".mp4":  # x264 may choose differently between runs: compare what the videos show
-            x = read_clip(path, lambda n: range(n)).astype(int)
-            y = read_clip(b[name], lambda n: range(n)).astype(int)
-            assert x.shape == y.shape and np.abs(x - y).mean() < 1.0, name
-        else:
+        if path.suffix != ".mp4":
             assert path.read_bytes() == b[name].read_bytes(), name
+            continue
+        # x264 may choose differently between runs (seen: up to 1.7 grey levels on average): both videos must
+        # show the clip their spec renders, within the codec's loss (up to 7 here; another clip is ~50 away)
+        shown = render_clip(specs[name], tiny.spec.num_frames, tiny.spec.size).astype(int)
+        x = read_clip(path, lambda n: range(n)).astype(int)
+        y = read_clip(b[name], lambda n: range(n)).astype(int)
+        assert np.abs(x - shown).mean() < 10 and np.abs(y - shown).mean() < 10, name
+        assert np.abs(x - y).mean() < 3, name
     assert build_benchmark(tiny.root, tiny.spec, progress=False).root == tiny.root  # reused as it is
     with pytest.raises(FileExistsError, match="another spec"):
         build_benchmark(tiny.root, BenchmarkSpec(num_classes=4, num_frames=4, size=16, train=32, seed=4))

@@ -1,3 +1,6 @@
+import json
+import os
+
 import pytest
 import torch
 from accelerate.utils import set_seed
@@ -37,7 +40,11 @@ def test_training_is_reproducible_and_saves_weights(tiny_benchmark, tmp_path):
     saved = torch.load(tmp_path / "last.pt", weights_only=True)
     assert torch.equal(saved["model"]["fc.weight"], a.model.state_dict()["fc.weight"])
     assert saved["epoch"] == 2 and saved["step"] == 8 and (tmp_path / "best.pt").is_file()
-    assert a.history[-1]["lr"] == pytest.approx(0.0, abs=1e-12)  # cosine reaches 0 at the last step
+    steps = [json.loads(line) for line in (tmp_path / "steps.jsonl").read_text().splitlines()]
+    assert len(steps) == 8 and a.history[-1]["lr"] == steps[-1]["lr"]  # the LR the last step used
+    # 8 steps, 4 of warm-up: the last step is 3/4 down the cosine, and the schedule reaches 0 after it
+    assert steps[-1]["lr"] == pytest.approx(3e-3 * warmup_cosine(7, 8, 4)) and steps[-1]["lr"] > 0
+    assert [s["lr"] for s in steps[:4]] == pytest.approx([3e-3 * f for f in (0.25, 0.5, 0.75, 1.0)])
 
 
 def test_non_finite_loss_stops_with_the_step_and_terms(tiny_benchmark, monkeypatch):
@@ -79,6 +86,9 @@ def test_a_save_that_fails_midway_leaves_the_previous_checkpoint(tmp_path, monke
 
     path = tmp_path / "last.pt"
     save_checkpoint(path, {"step": 1, "w": torch.ones(3)})
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # readable by the team, as a plain write would be
 
     def disk_full(obj, f):
         with open(f, "wb") as fh:

@@ -92,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if extra:
         args.overrides = [*args.overrides, *extra]
+    if args.command in ("predict", "extract-features"):  # `--videos a.mp4 key=value`: not a video
+        moved = [v for v in args.videos if "=" in v.name and not v.exists()]
+        args.videos = [v for v in args.videos if v not in moved]
+        args.overrides = [*args.overrides, *map(str, moved)]
     if args.command == "models":
         from albar.models import list_models
 
@@ -120,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from albar.config import ConfigError, load_config
+    from albar.data.io import ClipReadError
+    from albar.data.robust import TooManyFailures
+    from albar.training.trainer import NonFiniteLossError
 
     overrides = list(args.overrides)
     if getattr(args, "resume", None) is not None:
@@ -153,8 +160,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"results: {out / 'results.json'}")
             return 0
         return _inference(args, cfg)
-    except (FileNotFoundError, ValueError) as err:
-        return _fail(str(err))
+    except (FileNotFoundError, ValueError, KeyError) as err:
+        return _fail(str(err).strip("'\""))
+    except (ClipReadError, TooManyFailures, NonFiniteLossError) as err:  # the run failed: say why, exit 1
+        return _fail(str(err), code=1)
     except KeyboardInterrupt:
         return 130
 
@@ -192,7 +201,8 @@ def _inference(args: argparse.Namespace, cfg) -> int:
     d = cfg.data
     from albar.data.transforms import build_transform
 
-    kwargs = {"num_frames": d.num_frames, "stride": d.stride, "mode": d.test_view, "seed": cfg.seed,
+    mode = d.test_view if d.test_view in ("center", "first") else "center"  # one clip per video here
+    kwargs = {"num_frames": d.num_frames, "stride": d.stride, "mode": mode, "seed": cfg.seed,
               "transform": build_transform(False, d.crop_size, d.resize_short, d.train_crop, d.hflip, d.mean, d.std)}
     missing = [str(v) for v in args.videos if not v.exists()]
     if missing:

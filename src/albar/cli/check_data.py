@@ -107,6 +107,11 @@ def collect_sets(args: argparse.Namespace) -> tuple[dict[str, DatasetSplit], lis
     """The splits the arguments name, plus the problems found while building them (labels, pairing)."""
     sets: dict[str, DatasetSplit] = {}
     problems: list[dict[str, str]] = []
+    for option, path in (("--classes", args.classes), ("--labels-csv", args.labels_csv)):
+        if path is not None and not Path(path).is_file():
+            problems.append({"set": "", "file": str(path), "kind": "usage", "reason": f"{option}: file not found"})
+    if problems:
+        return sets, problems
     classes = read_classes(args.classes) if args.classes else None
 
     def add(name: str, build) -> DatasetSplit | None:

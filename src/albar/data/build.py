@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from albar.config import DataConfig, SetConfig
-from albar.data.bias_sets import albar_bias_set, class_labeler, find_bias_sets
+from albar.data.bias_sets import albar_bias_set, check_pairing, class_labeler, find_bias_sets
 from albar.data.dataset import ClipDataset
 from albar.data.datasets import DatasetSplit, hmdb51_split, kinetics400_csv, ucf101_split
 from albar.data.lists import ClipItem, read_list
@@ -170,6 +170,14 @@ def build_data(
         out.classes = classes_file.read_text().split()
     if out.scufo and set(out.scuba) != set(out.scufo):
         raise ValueError(f"data: SCUBA sources {sorted(out.scuba)} and SCUFO sources {sorted(out.scufo)} differ")
+    for source in out.scufo:  # contrasted accuracy pairs them by key: check now, not after training
+        report = check_pairing(out.scuba[source].items, out.scufo[source].items)
+        if not report.ok:
+            shown = "; ".join(f"{k}: {v}" for k, v in list(report.problems().items())[:3])
+            raise ValueError(
+                f"data.bias ({source}): SCUBA and SCUFO items do not pair by key ({shown}). Keys are file stems "
+                f"with `key: stem` in each set's config"
+            )
     return out
 
 

@@ -53,7 +53,8 @@ def read_list(
             raise ValueError(f"{path}:{lineno}: no label in {line!r}")
         source = base / rel
         extra: dict[str, Any] = {}
-        if len(numbers) >= 2 and source.is_dir():  # rawframes: dir num_frames label
+        # rawframes: `dir num_frames label`; a frame folder has no extension (even when it is missing)
+        if len(numbers) >= 2 and (source.is_dir() or not Path(rel).suffix):
             extra["num_frames"] = numbers[0]
             numbers = numbers[1:]
         label = numbers[0]

@@ -1,7 +1,8 @@
 """Bias metrics as pure functions of predictions. Every value is a percentage in [0, 100].
 
-SCUBA and SCUFO items are paired by key, never by position, and a failed item (no scores) counts as
-wrong, so denominators and pairs stay intact.
+SCUBA and SCUFO items are paired by key, never by position. A failed item (no scores) counts against the
+model: wrong where higher is better, right on SCUFO where lower is better. Denominators and pairs stay
+intact, and a failure never improves a score.
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ def topk_accuracy(scores: np.ndarray, labels: np.ndarray, k: int = 1) -> float:
 def contrasted_accuracy(scuba: Predictions, scufo: Predictions) -> float:
     """Share of SCUBA items predicted right whose paired SCUFO clip is predicted wrong.
 
-    Denominator: every SCUBA item. A SCUBA key with no SCUFO partner is an error, not a skip.
+    Denominator: every SCUBA item. A SCUBA key with no SCUFO partner is an error, not a skip. A SCUFO still
+    that could not be read never counts as "predicted wrong": a failure must not improve a score.
     """
     index = {k: i for i, k in enumerate(scufo.keys)}
     missing = [k for k in scuba.keys if k not in index]
@@ -83,8 +85,13 @@ def contrasted_accuracy(scuba: Predictions, scufo: Predictions) -> float:
         raise KeyError(f"{len(missing)} SCUBA keys have no SCUFO partner, e.g. {missing[0]!r}")
     order = np.array([index[k] for k in scuba.keys], dtype=np.int64)
     scuba_right = topk_correct(scuba.scores, scuba.labels, 1)
-    scufo_right = topk_correct(scufo.scores[order], scuba.labels, 1)
-    return float(100.0 * (scuba_right & ~scufo_right).mean())
+    scufo_wrong = ~topk_correct(scufo.scores[order], scuba.labels, 1) & ~scufo.failed[order]
+    return float(100.0 * (scuba_right & scufo_wrong).mean())
+
+
+def scufo_accuracy(scufo: Predictions) -> float:
+    """SCUFO top-1 in percent, lower is better; an unreadable still counts as predicted right (worst case)."""
+    return float(100.0 * (topk_correct(scufo.scores, scufo.labels, 1) | scufo.failed).mean())
 
 
 def conflfg_metrics(preds: Predictions) -> dict[str, float]:
@@ -121,7 +128,7 @@ def bias_summary(
     for source, preds in (scuba or {}).items():
         entry = {"scuba_top1": topk_accuracy(preds.scores, preds.labels, 1)}
         if scufo and source in scufo:
-            entry["scufo_top1"] = topk_accuracy(scufo[source].scores, scufo[source].labels, 1)
+            entry["scufo_top1"] = scufo_accuracy(scufo[source])
             entry["contrasted"] = contrasted_accuracy(preds, scufo[source])
         per_source[source] = entry
     for name in ("scuba_top1", "scufo_top1", "contrasted"):

@@ -63,7 +63,7 @@ def build_model(name: str, num_classes: int, weights: str | None = None, **kwarg
         if weights:
             load_checkpoint_weights(model, weights)
         return model
-    if weights and not _looks_like_path(weights):
+    if weights and not looks_like_path(weights):
         enum = get_model_weights(name)
         member = weights.split(".")[-1]
         if member not in enum.__members__:
@@ -78,7 +78,8 @@ def build_model(name: str, num_classes: int, weights: str | None = None, **kwarg
     return model
 
 
-def _looks_like_path(weights: str) -> bool:
+def looks_like_path(weights: str) -> bool:
+    """A local weights file rather than a torchvision weights name."""
     return "/" in weights or "\\" in weights or Path(weights).suffix in {".pt", ".pth", ".bin", ".ckpt"}
 
 

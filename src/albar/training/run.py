@@ -16,6 +16,7 @@ from albar.data.robust import FailureLog, RobustClipDataset
 from albar.evaluation.report import format_table
 from albar.evaluation.suite import evaluate_suite
 from albar.models import build_model, load_checkpoint_weights
+from albar.models.registry import looks_like_path
 from albar.training.trainer import make_accelerator, train
 from albar.utils import atomic_write_json, atomic_write_text
 
@@ -38,8 +39,18 @@ def write_epochs_csv(path: Path, history: list[dict]) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
+def check_files(cfg: TrainConfig) -> None:
+    """Files the config names outside the data section, checked before any work."""
+    weights = cfg.model.weights
+    if weights and looks_like_path(weights) and not Path(weights).expanduser().is_file():
+        raise FileNotFoundError(f"model.weights: file not found: {weights}")
+    if cfg.method.bank_path is not None and not cfg.method.bank_path.is_file():
+        raise FileNotFoundError(f"method.bank_path: file not found: {cfg.method.bank_path}")
+
+
 def fit(cfg: TrainConfig, progress: bool = True, method: str = "run") -> dict:
     """Train per ``cfg``, select the best epoch on validation, run the bias suite on it, write the results."""
+    check_files(cfg)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     data = build_data(cfg.data, cfg.seed, cfg.model.num_classes, progress=progress)

@@ -142,11 +142,13 @@ def train(
     # Not prepared: accelerate would step it once per process. Every rank steps it identically instead.
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, total, warmup))
     model, optimizer = accelerator.prepare(model, optimizer)
+    # its own generator: starting an epoch must not draw from the global RNG (dropout, stochastic depth)
     loader = DataLoader(train_set, batch_size=o.batch_size, sampler=sampler, num_workers=cfg.data.num_workers,
-                        drop_last=True, persistent_workers=False)
+                        drop_last=True, persistent_workers=False, generator=torch.Generator().manual_seed(cfg.seed))
 
     history: list[dict[str, float]] = []
     step, start_epoch, start_batch, best = 0, 0, 0, None
+    resumed_stats: dict | None = None  # the running sums of an epoch interrupted mid-way
     last_path = out / "last.pt" if out is not None else None
     resume = None if cfg.resume == "never" or out is None else (
         last_path if cfg.resume == "auto" else Path(cfg.resume)
@@ -160,6 +162,7 @@ def train(
             accelerator.scaler.load_state_dict(state["scaler"])
         step, start_epoch, start_batch = state["step"], state["epoch"], state["batch_in_epoch"]
         best, history = state["best_score"], state["history"]
+        resumed_stats = state.get("epoch_stats")
         ranks = state["rng"]
         set_rng_state(ranks[accelerator.process_index] if accelerator.process_index < len(ranks) else ranks[0])
         if accelerator.is_main_process:
@@ -167,28 +170,35 @@ def train(
     if out is not None:
         accelerator.init_trackers(cfg.log.project, config=_flat_hparams(cfg))
 
-    def checkpoint(epoch: int, batch_in_epoch: int) -> None:
+    def state(epoch: int, batch_in_epoch: int, rng: list, stats: dict | None) -> dict:
+        return {
+            "model": accelerator.unwrap_model(model).state_dict(), "optimizer": optimizer.optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None,
+            "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "best_score": best, "history": history,
+            "rng": rng, "epoch_stats": stats if batch_in_epoch else None, "config": cfg.model_dump(mode="json"),
+        }
+
+    def checkpoint(epoch: int, batch_in_epoch: int, stats: dict | None = None) -> None:
         states = gather_object([rng_state()]) if world > 1 else [rng_state()]
         if accelerator.is_main_process and last_path is not None:
-            save_checkpoint(last_path, {
-                "model": accelerator.unwrap_model(model).state_dict(), "optimizer": optimizer.optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None,
-                "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "best_score": best,
-                "history": history, "rng": states, "config": cfg.model_dump(mode="json"),
-            })
+            save_checkpoint(last_path, state(epoch, batch_in_epoch, states, stats))
         accelerator.wait_for_everyone()
 
     steps_log = open(out / "steps.jsonl", "a") if out is not None and accelerator.is_main_process else None
-    epoch, last_rng = start_epoch, rng_state()
+    epoch, last_rng, last_lr = start_epoch, rng_state(), scheduler.get_last_lr()[0]
+    stats: dict = {"sums": {}, "correct": 0, "seen": 0, "micro": 0}
     try:
         for epoch in range(start_epoch, o.epochs):
             train_set.set_epoch(epoch)
             first = start_batch if epoch == start_epoch else 0
             sampler.set_epoch(epoch, first * o.grad_accum)
             model.train()
-            sums: dict[str, float] = {}
-            correct = seen = micro = 0
+            if epoch == start_epoch and first and resumed_stats:
+                stats = resumed_stats  # the epoch's metrics cover its batches before the interruption too
+            else:
+                stats = {"sums": {}, "correct": 0, "seen": 0, "micro": 0}
+            sums = stats["sums"]
             bar = tqdm(total=steps_per_epoch, initial=first, desc=f"{desc} {epoch + 1}/{o.epochs}", leave=False,
                        disable=not (progress and accelerator.is_main_process))
             batches = iter(loader)
@@ -215,12 +225,12 @@ def train(
                     scalars = terms.scalars()
                     for name, v in scalars.items():
                         sums[name] = sums.get(name, 0.0) + v
-                    correct += int((terms.logits.argmax(1) == label).sum())
-                    seen += len(label)
-                    micro += 1
+                    stats["correct"] += int((terms.logits.argmax(1) == label).sum())
+                    stats["seen"] += len(label)
+                    stats["micro"] += 1
                 if o.grad_clip:
                     accelerator.clip_grad_norm_(model.parameters(), o.grad_clip)
-                lr = scheduler.get_last_lr()[0]
+                lr = last_lr = scheduler.get_last_lr()[0]
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
@@ -233,14 +243,15 @@ def train(
                 if out is not None:
                     accelerator.log({f"train/{k}": v for k, v in scalars.items()} | {"train/lr": lr}, step=step)
                 bar.update()
-                bar.set_postfix(loss=f"{sums['loss'] / micro:.3f}")
+                bar.set_postfix(loss=f"{sums['loss'] / stats['micro']:.3f}")
                 every = cfg.checkpoint.every_steps
                 if every and step % every == 0 and batch_in_epoch + 1 < steps_per_epoch:
-                    checkpoint(epoch, batch_in_epoch + 1)
+                    checkpoint(epoch, batch_in_epoch + 1, stats)
             bar.close()
-            record: dict[str, float] = {"epoch": epoch + 1, "lr": scheduler.get_last_lr()[0],
-                                        "train_top1": 100.0 * correct / max(seen, 1)}
-            record.update({f"train_{k}": v / max(micro, 1) for k, v in sums.items()})
+            # lr: the one the epoch's last step used (steps.jsonl has every step's)
+            record: dict[str, float] = {"epoch": epoch + 1, "lr": last_lr,
+                                        "train_top1": 100.0 * stats["correct"] / max(stats["seen"], 1)}
+            record.update({f"train_{k}": v / max(stats["micro"], 1) for k, v in sums.items()})
             if hasattr(train_set, "failure_count"):
                 record["failed_files"] = train_set.failure_count
                 if record["failed_files"] and accelerator.is_main_process:
@@ -274,13 +285,9 @@ def train(
             # the state after the last finished optimiser step: resumable exactly (one process; under several
             # processes every rank restarts from rank 0's random state)
             done = step - epoch * steps_per_epoch
-            save_checkpoint(last_path, {
-                "model": accelerator.unwrap_model(model).state_dict(), "optimizer": optimizer.optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None,
-                "step": step, "epoch": epoch, "batch_in_epoch": done, "best_score": best, "history": history,
-                "rng": [last_rng] * world, "config": cfg.model_dump(mode="json"),
-            })
+            if history and history[-1]["epoch"] == epoch + 1:  # the epoch was recorded: resume at the next
+                epoch, done = epoch + 1, 0
+            save_checkpoint(last_path, state(epoch, done, [last_rng] * world, stats))
             print(f"\ninterrupted: saved {last_path} (epoch {epoch + 1}, step {step}); run again to resume",
                   file=sys.stderr)
         raise
