@@ -20,3 +20,19 @@ def test_demo_end_to_end_on_a_tiny_benchmark(tmp_path, capsys):
     assert results["methods"]["ALBAR"]["objective"]["w_gp"] == 10.0
     assert (tmp_path / "out" / "results.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["demo", "--epochs", "0"]) == 2
+
+
+def test_the_demo_recipe_is_the_shipped_synthetic_config():
+    """`albar demo` and `albar train --config configs/synthetic.yaml` must train the same thing."""
+    from pathlib import Path
+
+    from albar.cli.demo import METHODS, demo_config
+    from albar.config import load_config
+
+    shipped = load_config(Path(__file__).parents[1] / "configs" / "synthetic.yaml")
+    demo = demo_config(seed=0, epochs=6, objective=METHODS["ALBAR"])
+    for section in ("model", "objective", "optim"):
+        assert getattr(demo, section) == getattr(shipped, section), section
+    skip = {"root"}  # the demo builds under --cache
+    assert demo.data.model_dump(exclude=skip) == shipped.data.model_dump(exclude=skip)
+    assert (demo.seed, demo.threads) == (shipped.seed, shipped.threads)

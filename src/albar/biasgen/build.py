@@ -12,31 +12,26 @@ timestamp, and the manifest holds no time or output path. The same inputs and se
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
-import zipfile
 import zlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
-from tqdm import tqdm
 
 from albar.biasgen.masks import MaskMismatch, MaskSource, video_masks
 from albar.data.bias_sets import scufo_frame
-from albar.data.io import IMAGE_EXTENSIONS, ClipReadError, read_clip
+from albar.data.io import IMAGE_EXTENSIONS, ClipReadError, encode_jpeg, read_clip, write_frame_zip
 from albar.data.lists import ClipItem, read_list, write_list
 from albar.synthetic.render import draw_stripes, stripe_params
-from albar.utils import atomic_write_json, atomic_write_text
+from albar.utils import atomic_write_json, atomic_write_text, parallel_map
 
 Layout = Literal["albar", "stillmix"]
 FORMAT = "albar-bias-set/1"
-ZIP_TIME = (2025, 1, 1, 0, 0, 0)  # every zip entry's timestamp: zips do not depend on when they were built
 
 
 def rng_for(seed: int, *parts: str) -> np.random.Generator:
@@ -146,24 +141,14 @@ def measure_leakage(
             "videos": per, "errors": errors}
 
 
-def _jpeg(frame: np.ndarray, quality: int) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(frame).save(buf, "JPEG", quality=quality, subsampling=0, optimize=False)
-    return buf.getvalue()
-
-
 def _write_clip(frames: np.ndarray, path: Path, layout: Layout, quality: int) -> None:
     """ALBAR: ``path.zip`` of ``img_00001.jpg``...; StillMix: folder ``path/frame000001.jpg``..."""
     if layout == "albar":
-        with zipfile.ZipFile(path.with_suffix(".zip"), "w", zipfile.ZIP_STORED) as zf:
-            for t, f in enumerate(frames):
-                info = zipfile.ZipInfo(f"img_{t + 1:05d}.jpg", date_time=ZIP_TIME)
-                info.external_attr = 0o644 << 16
-                zf.writestr(info, _jpeg(f, quality))
+        write_frame_zip(frames, path.with_suffix(".zip"), quality)
     else:
         path.mkdir()
         for t, f in enumerate(frames):
-            (path / f"frame{t + 1:06d}.jpg").write_bytes(_jpeg(f, quality))
+            (path / f"frame{t + 1:06d}.jpg").write_bytes(encode_jpeg(f, quality))
 
 
 # ---------------------------------------------------------------------------------------------- the build
@@ -270,7 +255,7 @@ def _scuba_job(key: str) -> dict[str, Any]:
         clip = composite(frames, masks, bg)
         _write_clip(clip, scuba / ckey, spec.layout, spec.quality)
         still = int(valid[scufo_frame(ckey, len(valid), spec.seed)])
-        (scufo / f"{ckey}.jpg").write_bytes(_jpeg(clip[still], spec.quality))
+        (scufo / f"{ckey}.jpg").write_bytes(encode_jpeg(clip[still], spec.quality))
         out["composites"][ckey] = {"background": record, "scufo_frame": still}
     return out
 
@@ -296,26 +281,6 @@ def _conflfg_job(job: tuple[str, str, str, int]) -> dict[str, Any]:
     layer = np.where(pmask[..., None], still, bg)  # the still actor over the stripes, held for every frame
     _write_clip(composite(frames, masks, layer), ctx.tmp / spec.folder("ConflFG") / name, spec.layout, spec.quality)
     return {"name": name, "background": record, "pasted_area": round(float(pmask.mean()), 6)}
-
-
-def _run(fn: Any, jobs: list, workers: int, desc: str, progress: bool) -> list:
-    bar = tqdm(total=len(jobs), desc=desc, unit="video", disable=not progress)
-    out = []
-    try:
-        if workers > 1 and len(jobs) > 1:
-            # fork: the context (mask tables, item lists) is inherited, nothing is pickled but the keys
-            method = "fork" if "fork" in get_all_start_methods() else "spawn"
-            with get_context(method).Pool(workers) as pool:
-                for r in pool.imap(fn, jobs, chunksize=max(1, min(16, len(jobs) // (4 * workers)))):
-                    out.append(r)
-                    bar.update()
-        else:
-            for job in jobs:
-                out.append(fn(job))
-                bar.update()
-    finally:
-        bar.close()
-    return out
 
 
 def _check_keys(items: list[ClipItem], list_path: Path, conflfg: bool) -> dict[str, ClipItem]:
@@ -373,11 +338,12 @@ def build_bias_set(
         (tmp / "lists").mkdir()
         _CTX = _Context(tmp, spec, items, masks, backgrounds, leakage_masks)
         keys = sorted(items)
-        results = _run(_scuba_job, keys, workers, f"SCUBA/SCUFO {spec.source}", progress)
+        # forked workers inherit _CTX (mask tables, item lists): nothing is pickled but the keys
+        results = parallel_map(_scuba_job, keys, workers, f"SCUBA/SCUFO {spec.source}", "video", progress)
         used = {r["key"]: r for r in results if "skip" not in r}
         skipped = {r["key"]: {"rule": r["skip"], "reason": r["reason"]} for r in results if "skip" in r}
         conf_jobs, conf_records, conf_skipped = _plan_conflfg(spec, used)
-        conf_results = _run(_conflfg_job, conf_jobs, workers, "ConflFG", progress) if conf_jobs else []
+        conf_results = parallel_map(_conflfg_job, conf_jobs, workers, "ConflFG", "video", progress)
         for r in conf_results:
             conf_records[r["name"]].update(background=r["background"], pasted_area=r["pasted_area"])
         manifest = _manifest(spec, list_path, root, masks, backgrounds, leakage_masks, items, used, skipped,

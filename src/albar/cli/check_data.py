@@ -12,7 +12,6 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,7 @@ from albar.data.datasets import (
 )
 from albar.data.io import ClipReadError, at_least, read_clip
 from albar.data.sampling import clip_indices
-from albar.utils import atomic_write_json
+from albar.utils import atomic_write_json, parallel_map
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -182,8 +181,6 @@ def check_sets(
     progress: bool = False,
 ) -> tuple[dict[str, Any], list[dict[str, str]]]:
     """Per-set class counts, and every missing/unreadable/truncated/too-short file and label out of range."""
-    from tqdm import tqdm
-
     problems: list[dict[str, str]] = []
     owners: dict[str, list[tuple[str, Any]]] = {}
     summary: dict[str, Any] = {}
@@ -204,13 +201,7 @@ def check_sets(
                 owners.setdefault(str(it.source), []).append((name, it))
         summary[name] = {"items": len(split.items), "class_counts": split.class_counts()}
     jobs = [(src, num_frames, stride, min_frames) for src in owners]
-    bar = tqdm(total=len(jobs), desc="check-data", disable=not progress, unit="file")
-    if workers > 1 and len(jobs) > 1:
-        with get_context("fork" if sys.platform == "linux" else "spawn").Pool(workers) as pool:
-            results = list(_progress(pool.imap_unordered(probe, jobs, chunksize=4), bar))
-    else:
-        results = list(_progress(map(probe, jobs), bar))
-    bar.close()
+    results = parallel_map(probe, jobs, workers, "check-data", "file", progress)
     for source, problem, frames in sorted(results):
         for name, it in owners[source]:
             if problem:
@@ -219,12 +210,6 @@ def check_sets(
                 problems.append({"set": name, "file": source, "kind": "frames",
                                  "reason": f"list says {it.extra['num_frames']} frames, found {frames}"})
     return summary, problems
-
-
-def _progress(iterable, bar):
-    for x in iterable:
-        bar.update()
-        yield x
 
 
 def run(args: argparse.Namespace) -> int:

@@ -132,6 +132,25 @@ def at_least(min_frames: int, sampler: IndexSampler, source: str | Path) -> Inde
     return checked
 
 
+ZIP_TIME = (2025, 1, 1, 0, 0, 0)  # every zip entry's timestamp: a zip does not depend on when it was written
+
+
+def encode_jpeg(frame: np.ndarray, quality: int = 95) -> bytes:
+    """JPEG bytes of a uint8 (H, W, 3) frame, full-resolution chroma; the same frame gives the same bytes."""
+    buf = io.BytesIO()
+    Image.fromarray(frame).save(buf, "JPEG", quality=quality, subsampling=0, optimize=False)
+    return buf.getvalue()
+
+
+def write_frame_zip(frames: np.ndarray, path: str | Path, quality: int = 95) -> None:
+    """A zip of JPEG frames ``img_00001.jpg``... (ALBAR's release layout), byte-identical for the same frames."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+        for t, f in enumerate(frames):
+            info = zipfile.ZipInfo(f"img_{t + 1:05d}.jpg", date_time=ZIP_TIME)
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, encode_jpeg(f, quality))
+
+
 def read_clip(source: str | Path, sampler: IndexSampler) -> np.ndarray:
     """Frames of ``source`` at the indices ``sampler(num_frames)`` chooses, as uint8 (T, H, W, 3).
 

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from albar.models.registry import replace_head
 from albar.utils import atomic_write, torch_load
 
 BANK_FORMAT = "albar.frame_bank"
@@ -74,16 +75,7 @@ def build_reference_model(name: str, num_classes: int, weights: str | None = Non
         raise ValueError(f"unknown reference model {name!r}; use 'tiny2d' or a torchvision classifier name")
     if not weights:
         return models.get_model(name, weights=None, num_classes=num_classes)
-    model = models.get_model(name, weights=weights)
-    for parent, attr in ((model, "fc"), (getattr(model, "heads", None), "head")):
-        if parent is not None and isinstance(getattr(parent, attr, None), nn.Linear):
-            setattr(parent, attr, nn.Linear(getattr(parent, attr).in_features, num_classes))
-            return model
-    classifier = getattr(model, "classifier", None)
-    if isinstance(classifier, nn.Sequential) and isinstance(classifier[-1], nn.Linear):
-        classifier[-1] = nn.Linear(classifier[-1].in_features, num_classes)
-        return model
-    raise ValueError(f"cannot find the classification layer of reference model {name!r} to resize it")
+    return replace_head(models.get_model(name, weights=weights), num_classes)
 
 
 def _loader(dataset: Dataset, batch_size: int, num_workers: int, generator: torch.Generator | None = None,

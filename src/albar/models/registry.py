@@ -26,13 +26,14 @@ def list_models() -> list[str]:
 
 def _head_path(model: nn.Module) -> tuple[nn.Module, str]:
     """(parent module, attribute) of the final classification layer."""
-    for parent, attr in ((model, "head"), (model, "fc")):
+    # swin3d: head; resnets, r3d: fc; torchvision ViTs (2D reference networks): heads.head
+    for parent, attr in ((model, "head"), (model, "fc"), (getattr(model, "heads", None), "head")):
         layer = getattr(parent, attr, None)
         if isinstance(layer, nn.Linear):
             return parent, attr
     if hasattr(model, "head") and isinstance(model.head, nn.Sequential):  # mvit: Dropout, Linear
         return model.head, str(len(model.head) - 1)
-    if hasattr(model, "classifier"):  # s3d: Dropout, Conv3d(1024, classes, 1)
+    if isinstance(getattr(model, "classifier", None), nn.Sequential):  # s3d: Conv3d last; mobilenets: Linear
         return model.classifier, str(len(model.classifier) - 1)
     raise ValueError(f"cannot find the classification head of {type(model).__name__}")
 
@@ -43,8 +44,10 @@ def replace_head(model: nn.Module, num_classes: int) -> nn.Module:
     old = getattr(parent, attr)
     if isinstance(old, nn.Linear):
         new: nn.Module = nn.Linear(old.in_features, num_classes)
+    elif isinstance(old, (nn.Conv2d, nn.Conv3d)):
+        new = type(old)(old.in_channels, num_classes, kernel_size=old.kernel_size, stride=old.stride)
     else:
-        new = nn.Conv3d(old.in_channels, num_classes, kernel_size=old.kernel_size, stride=old.stride)
+        raise ValueError(f"cannot resize the classification layer {type(old).__name__} of {type(model).__name__}")
     setattr(parent, attr, new)
     return model
 

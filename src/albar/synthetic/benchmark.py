@@ -10,20 +10,16 @@ JPEGs, plus mmaction2 list files.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 import shutil
-import zipfile
 from dataclasses import asdict, dataclass
-from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 
 import av
 import numpy as np
-from PIL import Image
-from tqdm import tqdm
 
+from albar.data.io import encode_jpeg, write_frame_zip
 from albar.data.lists import ClipItem, read_list
 from albar.synthetic.render import (
     COLOURS,
@@ -34,7 +30,7 @@ from albar.synthetic.render import (
     ClipSpec,
     render_clip,
 )
-from albar.utils import atomic_write_json
+from albar.utils import atomic_write_json, parallel_map
 
 FORMAT_VERSION = 2  # bump when rendering changes: a cached benchmark of another version is not reused
 
@@ -129,28 +125,15 @@ def _encode_mp4(frames: np.ndarray, path: Path, fps: int = 8) -> None:
         container.mux(stream.encode())
 
 
-def _jpeg(frame: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(frame).save(buf, "JPEG", quality=95, subsampling=0)
-    return buf.getvalue()
-
-
-def _write_zip(frames: np.ndarray, path: Path) -> None:
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
-        for t, f in enumerate(frames):
-            info = zipfile.ZipInfo(f"img_{t + 1:05d}.jpg", date_time=(2025, 1, 1, 0, 0, 0))
-            zf.writestr(info, _jpeg(f))
-
-
 def _write_one(job: tuple[Path, str, str, ClipSpec, int, int]) -> None:
     root, split, key, clip_spec, num_frames, size = job
     frames = render_clip(clip_spec, num_frames, size)
     if split.startswith("scuba_"):
         source = split.removeprefix("scuba_")
-        _write_zip(frames, root / f"SYN_SCUBA_{source}" / f"{key}.zip")
-        (root / f"SYN_SCUFO_{source}" / f"{key}.jpg").write_bytes(_jpeg(frames[num_frames // 2]))
+        write_frame_zip(frames, root / f"SYN_SCUBA_{source}" / f"{key}.zip")
+        (root / f"SYN_SCUFO_{source}" / f"{key}.jpg").write_bytes(encode_jpeg(frames[num_frames // 2]))
     elif split == "conflfg":
-        _write_zip(frames, root / "SYN_ConflFG_Stripe" / f"{key}.zip")
+        write_frame_zip(frames, root / "SYN_ConflFG_Stripe" / f"{key}.zip")
     else:
         _encode_mp4(frames, root / "videos" / split / f"{key}.mp4")
 
@@ -210,19 +193,8 @@ def build_benchmark(
     jobs = [(tmp, split, key, cs, spec.num_frames, spec.size) for split, rows in plans.items()
             for key, _, _, cs in rows]
     workers = workers if workers is not None else min(os.cpu_count() or 1, 4)
-    bar = tqdm(total=len(jobs), desc="building synthetic benchmark", unit="clip", disable=not progress)
     try:
-        if workers > 1:
-            # fork: no torch state is touched here, and it works from scripts without a __main__ guard
-            method = "fork" if "fork" in get_all_start_methods() else "spawn"
-            with get_context(method).Pool(workers) as pool:
-                for _ in pool.imap_unordered(_write_one, jobs, chunksize=32):
-                    bar.update()
-        else:
-            for job in jobs:
-                _write_one(job)
-                bar.update()
-        bar.close()
+        parallel_map(_write_one, jobs, workers, "building synthetic benchmark", "clip", progress)
         for name, rows in _lists(spec, plans).items():
             (tmp / "lists" / f"{name}.txt").write_text("".join(" ".join(map(str, r)) + "\n" for r in rows))
         for split, rows in plans.items():
@@ -249,7 +221,6 @@ def build_benchmark(
             shutil.rmtree(tmp, ignore_errors=True)
             return build_benchmark(root, spec, workers, progress)  # checks that it is the same spec
     except BaseException:
-        bar.close()
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return load_benchmark(root)
