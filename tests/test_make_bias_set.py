@@ -4,7 +4,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from biasgen_fixtures import CLASSES, VIDEOS, H, T, W, render, square_box, square_mask, write_inputs
+from biasgen_fixtures import CLASSES, SQUARE, VIDEOS, H, T, W, render, square_box, square_mask, write_inputs
 from helpers import write_zip
 from PIL import Image, ImageFilter
 
@@ -20,6 +20,7 @@ from albar.biasgen import (
     video_leakage,
     video_masks,
 )
+from albar.biasgen.build import place_pasted, rng_for
 from albar.cli import main
 from albar.data.bias_sets import (
     albar_bias_set,
@@ -127,11 +128,13 @@ def test_albar_layout_reads_back_paired_and_labelled(inputs, albar_set):
         rec = albar_set.manifest["conflfg"][it.key]
         assert it.label == rec["label"] == VIDEOS[rec["moving"]][0]
         assert it.extra["conflict_label"] == rec["conflict_label"] == VIDEOS[rec["pasted"]][0] != it.label
-        # the pasted still actor sits where it was, in its own colour, in every frame
+        # the pasted still actor sits at its recorded offset, in its own colour, in every frame, and the
+        # moving actor (drawn over it) covers none of it here: the squares have room to stay apart
         clip, _ = _zip_frames(it.source)
-        pm = square_mask(rec["pasted"], rec["pasted_frame"]) & ~np.any(
-            [square_mask(rec["moving"], t) for t in range(T)], axis=0)
-        assert pm.sum() > 20  # seed 5: every pasted square is mostly clear of the moving one
+        dy, dx = rec["offset"]
+        pm = np.roll(square_mask(rec["pasted"], rec["pasted_frame"]), (dy, dx), axis=(0, 1))
+        assert pm.sum() == SQUARE * SQUARE and rec["visible_share"] == 1.0
+        assert not (pm & np.any([square_mask(rec["moving"], t) for t in range(T)], axis=0)).any()
         colour = np.array(VIDEOS[rec["pasted"]][1], float)
         assert np.abs(clip[:, pm].mean(axis=1) - colour).max() < 25
     listed = read_list(albar_set.lists["conflfg"], root=out, key="stem")
@@ -337,3 +340,118 @@ def test_frame_folders_and_zips_as_videos(inputs, tmp_path):
         inner = np.zeros_like(inside)
         inner[1:-1, 1:-1] = inside[:-2, 1:-1] & inside[2:, 1:-1] & inside[1:-1, :-2] & inside[1:-1, 2:]
         assert np.abs(got[t][inner].astype(float) - frames[t][inner]).max() < 12
+
+
+def test_place_pasted_by_hand():
+    # 2x8 frames; the moving actor covers columns 0-5 in frame 0 and 2-7 in frame 1; the still actor is a
+    # 2x2 square at columns 2-3, under the moving actor in both frames (visible share 0 in place).
+    moving = np.zeros((2, 2, 8), bool)
+    moving[0, :, 0:6] = True
+    moving[1, :, 2:8] = True
+    pasted = np.zeros((2, 8), bool)
+    pasted[:, 2:4] = True
+    # left column x: covered share per frame, by hand: x=0: (1, 0); x=1: (1, .5); x=2..4: (1, 1); x=5: (.5, 1);
+    # x=6: (0, 1). Least mean covered: x=0 and x=6 (0.5 each; worst frame 1 for both); x=0 moves least.
+    got = place_pasted(moving, pasted, np.random.default_rng(0))
+    assert got == {"offset": [0, -2], "visible_share": 0.5, "visible_share_min": 0.0,
+                   "visible_share_at_origin": 0.0}
+    # a tie in every criterion but the draw: the still actor in the middle of a 1x5 frame, the moving one on it
+    # -> columns 1 and 3 are equally good and equally far; the seed decides, the same seed decides the same
+    mid = np.zeros((1, 5), bool)
+    mid[0, 2] = True
+    picks = {seed: place_pasted(mid[None], mid, rng_for(seed, "k"))["offset"][1] for seed in range(12)}
+    assert set(picks.values()) == {-1, 1}
+    assert all(place_pasted(mid[None], mid, rng_for(seed, "k"))["offset"][1] == picks[seed] for seed in picks)
+    with pytest.raises(ValueError, match="mask is empty"):
+        place_pasted(moving, np.zeros((2, 8), bool), np.random.default_rng(0))
+
+
+# a still actor hidden under the moving one at its own place: 16x24 frames, flat colours, PNG frames (lossless)
+HID_H, HID_W, HID_T = 16, 24, 4
+HIDDEN = {"run": (0, (250, 40, 200), (0, 16, 0, 16)),  # label, colour, rows y0:y1, columns x0:x1
+          "sit": (1, (30, 220, 230), (2, 14, 2, 14))}  # inside run's square: fully covered where it stands
+
+
+def _hidden_inputs(root):
+    lines = []
+    for key, (label, colour, (y0, y1, x0, x1)) in HIDDEN.items():
+        (root / "frames" / key).mkdir(parents=True)
+        (root / "masks" / key).mkdir(parents=True)
+        mask = np.zeros((HID_H, HID_W), bool)
+        mask[y0:y1, x0:x1] = True
+        frame = np.full((HID_H, HID_W, 3), 128, np.uint8)
+        frame[mask] = colour
+        for t in range(HID_T):
+            Image.fromarray(frame).save(root / "frames" / key / f"{t + 1:05d}.png")
+            Image.fromarray(mask.astype(np.uint8) * 255).save(root / "masks" / key / f"{t + 1:05d}.png")
+        lines.append(f"frames/{key} {label}\n")
+    (root / "videos.txt").write_text("".join(lines))
+    return root / "videos.txt", MaskFolder(root / "masks")
+
+
+def _colour_share(clip, colour, area):
+    """Per frame: pixels showing ``colour`` (JPEG at quality 100: within a few levels) over ``area``."""
+    near = np.abs(clip.astype(int) - np.array(colour)).max(axis=-1) < 30
+    return near.reshape(len(clip), -1).sum(axis=1) / area
+
+
+def test_conflfg_pasted_actor_moved_out_from_under_the_moving_one(tmp_path, capsys):
+    videos, masks = _hidden_inputs(tmp_path)
+    spec = BiasSetSpec("HMDB51", "Stripe", conflfg=1, seed=0, quality=100)
+    res = build_bias_set(videos, masks, tmp_path / "out", spec, progress=False)
+    conf = res.manifest["conflfg"]
+    assert set(conf) == {"run__sit__0", "sit__run__0"} and res.counts["conflfg_skipped"] == 0
+    # sit (12x12) pasted under run (columns 0-15, all rows): the most it can show is columns 16-23 of its 12,
+    # at offset (0, +10) (the rows it may take tie, staying put wins): 8 * 12 / 144 = 2/3 in every frame
+    a = conf["run__sit__0"]
+    assert a["visible_share_at_origin"] == 0.0  # hidden where it stood (the old build reported 37.5% area)
+    assert a["offset"] == [0, 10] and a["visible_share"] == pytest.approx(2 / 3, abs=1e-6)
+    assert a["visible_share_min"] == pytest.approx(2 / 3, abs=1e-6)
+    # run (16x16) pasted under sit (rows/columns 2-13): best at columns 8-23, 6 of its 16 columns x 12 rows
+    # covered: 1 - 72 / 256
+    b = conf["sit__run__0"]
+    assert b["offset"] == [0, 8] and b["visible_share"] == pytest.approx(184 / 256, abs=1e-6)
+    assert b["visible_share_at_origin"] == pytest.approx(1 - 144 / 256, abs=1e-6)
+    # what the written frames show equals the manifest: decode the zips and count the pasted colour
+    for name, pasted, area in (("run__sit__0", "sit", 144), ("sit__run__0", "run", 256)):
+        clip, _ = _zip_frames(res.out / "HMDB51_ConflFG_Stripe" / f"{name}.zip")
+        shown = _colour_share(clip, HIDDEN[pasted][1], area)
+        assert np.abs(shown - conf[name]["visible_share"]).max() < 0.01, (name, shown)
+        moving = name.split("__")[0]
+        y0, y1, x0, x1 = HIDDEN[moving][2]
+        assert (_colour_share(clip[:, y0:y1, x0:x1], HIDDEN[moving][1], (y1 - y0) * (x1 - x0)) > 0.99).all()
+    assert res.manifest["conflfg_visible_share"] == {"mean": pytest.approx((2 / 3 + 184 / 256) / 2, abs=1e-6),
+                                                     "min": pytest.approx(2 / 3, abs=1e-6)}
+    # a stricter threshold skips the 2/3-visible pairing and counts it; the other stays
+    strict = tmp_path / "strict"
+    assert main(["make-bias-set", "--videos", str(videos), "--masks", str(tmp_path / "masks"), "--stripes",
+                 "--dataset", "HMDB51", "--conflfg", "1", "--min-visible", "0.7", "--out", str(strict),
+                 "--workers", "1", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "1 ConflFG" in printed and "ConflFG pairings skipped: 1" in printed and "mean 71.9%" in printed
+    m = json.loads((strict / "manifest.json").read_text())
+    assert set(m["conflfg"]) == {"sit__run__0"} and m["counts"]["conflfg_skipped"] == 1
+    assert "'sit' at most 66.7% visible" in m["conflfg_skipped"]["run__0"]
+    assert not (strict / "HMDB51_ConflFG_Stripe" / "run__sit__0.zip").exists()
+    assert [it.key for it in read_list(strict / "lists" / "conflfg.txt", root=strict, key="stem")] == ["sit__run__0"]
+
+
+def test_place_pasted_agrees_with_an_exhaustive_search():
+    rng = np.random.default_rng(7)
+    moving = rng.random((5, 12, 14)) < 0.35
+    pasted = np.zeros((12, 14), bool)
+    pasted[3:8, 4:9] = rng.random((5, 5)) < 0.7
+    pasted[3, 4] = pasted[7, 8] = True  # the bounding box is rows 3-7, columns 4-8
+    ys, xs = np.nonzero(pasted)
+    best = None
+    for dy in range(-3, 12 - 7):
+        for dx in range(-4, 14 - 8):
+            covered = np.array([moving[t, ys + dy, xs + dx].sum() for t in range(5)])
+            key = (covered.sum(), covered.max(), dy * dy + dx * dx)
+            if best is None or key < best[0]:
+                best = (key, [dy, dx])
+    got = place_pasted(moving, pasted, np.random.default_rng(0))
+    assert got["visible_share"] == pytest.approx(1 - best[0][0] / (5 * len(ys)))
+    assert got["visible_share_min"] == pytest.approx(1 - best[0][1] / len(ys))
+    dy, dx = got["offset"]
+    assert (dy * dy + dx * dx) == best[0][2]

@@ -38,7 +38,8 @@ def test_contrasted_pairs_by_key_not_position():
 def test_conflfg_metrics():
     p = preds("abcd", [0, 1, 2, 3], [0, 2, 2, None], conflict=[1, 2, 0, 0])
     m = conflfg_metrics(p)
-    assert m["conflfg_top1"] == 50.0 and m["conflfg_conflict_top1"] == 25.0
+    # pasted-label top-1 (lower is better): b, and the failed d counted as predicting its pasted label
+    assert m["conflfg_top1"] == 50.0 and m["conflfg_conflict_top1"] == 50.0
     assert m["conflfg_moving_over_conflict"] == 50.0  # a and c; the failed d counts as not
 
 

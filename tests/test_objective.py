@@ -150,3 +150,63 @@ def test_module_in_a_user_loop_and_weight_scale():
     off = criterion(model, clip, target, weight_scale=0.0)
     assert off.gp is None and off.total.item() == pytest.approx(off.ce.item())
     assert "w_ent=4" in repr(criterion)
+
+
+def _linear_with_gradient(grad: torch.Tensor) -> tuple[Linear, torch.Tensor]:
+    """A one-output linear model whose input gradient is ``grad`` (shape (1, C, T, H, W)), and an input."""
+    model = Linear(grad.numel(), 1)
+    with torch.no_grad():
+        model.fc.weight.copy_(grad.reshape(1, -1))
+    return model, torch.zeros_like(grad, requires_grad=True)
+
+
+def test_official_norm_by_hand():
+    """The released code's norm: one L2 norm per width column over C, T, H, then the mean (ALBAR.md 5b)."""
+    grad = torch.tensor([[3.0, 4.0], [0.0, 5.0]]).reshape(1, 1, 1, 2, 2)  # rows h, columns w
+    model, s = _linear_with_gradient(grad)
+    # column w=0 holds (3, 0): norm 3; column w=1 holds (4, 5): norm sqrt(41); mean (3 + 6.4031) / 2
+    assert gradient_penalty(model(s), s, "official").item() == pytest.approx((3 + math.sqrt(41)) / 2, rel=1e-6)
+    assert gradient_penalty(model(s), s, "sample").item() == pytest.approx(math.sqrt(50), rel=1e-6)
+    with pytest.raises(ValueError, match="official"):
+        gradient_penalty(model(s), s, "column")
+
+
+def test_official_norm_is_at_most_the_sample_norm_over_sqrt_width():
+    torch.manual_seed(0)
+    for width in (2, 7, 32):
+        grad = torch.randn(1, 3, 4, 5, width)
+        model, s = _linear_with_gradient(grad)
+        official = gradient_penalty(model(s), s, "official").item()
+        sample = gradient_penalty(model(s), s, "sample").item()
+        assert official <= sample / math.sqrt(width) * (1 + 1e-6)
+        assert official > 0.5 * sample / math.sqrt(width)  # i.i.d. columns: close to the bound
+
+
+def test_loss_and_config_default_to_the_official_norm_and_take_sample():
+    """The paper's weights were tuned with the official norm: the defaults pair (1, 4, 10) with it."""
+    from albar.config import TrainConfig
+
+    torch.manual_seed(0)
+    model = Linear(3 * 4 * 2 * 6, 5)
+    clip, target = torch.randn(2, 3, 4, 2, 6), torch.tensor([1, 3])
+    default = albar_loss(model, clip, target)
+    official = albar_loss(model, clip, target, gp_norm="official")
+    sample = ALBARLoss(gp_norm="sample")(model, clip, target)
+    assert default.gp.item() == official.gp.item() and sample.gp.item() > 2 * official.gp.item()
+    assert ALBARLoss().gp_norm == "official" and TrainConfig().objective.gp_norm == "official"
+    with pytest.raises(ValueError, match="gp_norm"):
+        ALBARLoss(gp_norm="per-sample")
+
+
+@pytest.mark.parametrize("dataset", ["hmdb51", "ucf101", "k400"])
+def test_paper_configs_train_the_published_objective(dataset):
+    """The published numbers come from w = (1, 4, 10) on the official norm (ALBAR.md 5b); the per-sample norm
+    with w_gp = 10 would be a ~15x stronger penalty at 224 px."""
+    from pathlib import Path
+
+    from albar.config import load_config
+
+    cfg = load_config(Path(__file__).parents[1] / "configs" / f"{dataset}_swin3d_t.yaml")
+    ob = cfg.objective
+    assert (ob.w_adv, ob.w_ent, ob.w_gp, ob.gp_norm, ob.frame) == (1.0, 4.0, 10.0, "official", "middle")
+    assert cfg.data.crop_size == 224 and cfg.model.name == "swin3d_t"

@@ -4,6 +4,9 @@ SCUBA: ``out = frame * mask + resize(bg) * (1 - mask)``, one background per comp
 frames, keys ``<video key>__<n>``. SCUFO: one frame of each composite, same key. ConflFG: a still actor
 (one masked frame of a video of another class) pasted into a stripe-background composite of the moving
 video, named ``<moving key>__<pasted key>__<n>`` (what :func:`albar.data.bias_sets.conflfg_parts` reads).
+Layers, bottom to top: stripes, the pasted still actor, the moving actor (whose motion must stay whole).
+The still actor is moved (:func:`place_pasted`) to where the moving actor covers it least over the clip,
+so it stays visible; a pairing where no place keeps ``min_visible`` of it visible is skipped and counted.
 
 Everything is a function of the inputs and the seed: each composite draws from its own RNG seeded by
 (seed, key), videos are visited in sorted order, JPEG settings are fixed, zip entries carry a fixed
@@ -141,6 +144,59 @@ def measure_leakage(
             "videos": per, "errors": errors}
 
 
+def place_pasted(moving: np.ndarray, pasted: np.ndarray, rng: np.random.Generator) -> dict[str, Any]:
+    """Where to paste a still actor so the moving actor covers it least over the clip.
+
+    ``moving``: boolean (T, H, W) masks of the moving actor; ``pasted``: boolean (H, W) mask of the still
+    actor at its own place. Every translation that keeps the still actor's bounding box inside the frame is
+    tried (exactly, by FFT cross-correlation); the winner has the least mean covered share over frames, then
+    the least covered share in its worst frame, then the smallest move, then a draw from ``rng`` (so ties
+    follow the seed). Returns ``offset`` = [dy, dx] in pixels (down, right), ``visible_share`` = mean over
+    frames of (still-actor pixels not under the moving actor) / (still-actor pixels), ``visible_share_min``
+    (its worst frame), and ``visible_share_at_origin`` (the same mean had it stayed in place).
+    """
+    if moving.ndim != 3 or pasted.shape != moving.shape[1:]:
+        raise ValueError(f"shapes differ: moving masks {moving.shape}, pasted mask {pasted.shape}")
+    area = int(pasted.sum())
+    if area == 0:
+        raise ValueError("the pasted actor's mask is empty")
+    t, h, w = moving.shape
+    rows, cols = np.flatnonzero(pasted.any(axis=1)), np.flatnonzero(pasted.any(axis=0))
+    y0, x0 = int(rows[0]), int(cols[0])
+    crop = pasted[y0:rows[-1] + 1, x0:cols[-1] + 1].astype(np.float64)
+    ny, nx = h - crop.shape[0] + 1, w - crop.shape[1] + 1  # top-left corners that keep the box in the frame
+    kernel = np.conj(np.fft.rfft2(crop, s=(h, w)))
+    total = np.zeros((ny, nx), dtype=np.int64)
+    worst = np.zeros((ny, nx), dtype=np.int64)
+    for start in range(0, t, 16):  # overlap[y, x] = sum_ij crop[i, j] * moving[y + i, x + j], per frame
+        spectra = np.fft.rfft2(moving[start:start + 16].astype(np.float64), s=(h, w))
+        over = np.rint(np.fft.irfft2(spectra * kernel, s=(h, w))[:, :ny, :nx]).astype(np.int64)
+        total += over.sum(axis=0)
+        worst = np.maximum(worst, over.max(axis=0))
+    yy, xx = np.mgrid[:ny, :nx]
+    distance = (yy - y0) ** 2 + (xx - x0) ** 2
+    tiebreak = rng.permutation(ny * nx)
+    best = int(np.lexsort((tiebreak, distance.ravel(), worst.ravel(), total.ravel()))[0])
+    by, bx = divmod(best, nx)
+    return {"offset": [by - y0, bx - x0],
+            "visible_share": 1.0 - int(total[by, bx]) / (t * area),
+            "visible_share_min": 1.0 - int(worst[by, bx]) / area,
+            "visible_share_at_origin": 1.0 - int(total[y0, x0]) / (t * area)}
+
+
+def paste_layer(background: np.ndarray, still: np.ndarray, mask: np.ndarray, offset: Sequence[int]) -> np.ndarray:
+    """``background`` with the ``mask``ed pixels of ``still`` moved by ``offset`` = (dy, dx); the moved mask
+    must stay inside the frame (what :func:`place_pasted` guarantees)."""
+    ys, xs = np.nonzero(mask)
+    dy, dx = int(offset[0]), int(offset[1])
+    h, w = mask.shape
+    if len(ys) and (ys.min() + dy < 0 or xs.min() + dx < 0 or ys.max() + dy >= h or xs.max() + dx >= w):
+        raise ValueError(f"offset {offset} moves the pasted actor out of the {h}x{w} frame")
+    layer = background.copy()
+    layer[ys + dy, xs + dx] = still[ys, xs]
+    return layer
+
+
 def _write_clip(frames: np.ndarray, path: Path, layout: Layout, quality: int) -> None:
     """ALBAR: ``path.zip`` of ``img_00001.jpg``...; StillMix: folder ``path/frame000001.jpg``..."""
     if layout == "albar":
@@ -167,6 +223,7 @@ class BiasSetSpec:
     min_area: float = 0.01  # a frame whose mask covers less than this share of the frame is "small"
     max_small_fraction: float = 0.5  # a video with more small frames than this share is skipped
     quality: int = 95
+    min_visible: float = 0.5  # ConflFG: skip a pairing whose pasted actor is less visible (mean over frames)
 
     def __post_init__(self) -> None:
         for name in ("dataset", "source"):
@@ -182,6 +239,8 @@ class BiasSetSpec:
             raise ValueError(f"layout must be 'albar' or 'stillmix', got {self.layout!r}")
         if not 1 <= self.quality <= 100:
             raise ValueError(f"quality must be in 1..100, got {self.quality}")
+        if not 0 <= self.min_visible <= 1:
+            raise ValueError(f"min_visible must be in [0, 1], got {self.min_visible}")
 
     def folder(self, kind: str) -> str:
         return f"{self.dataset}_{kind}_{'Stripe' if kind == 'ConflFG' else self.source}"
@@ -277,10 +336,17 @@ def _conflfg_job(job: tuple[str, str, str, int]) -> dict[str, Any]:
     pmask = ctx.masks.mask(pasted, pasted_frame, still.shape[:2])
     still = _fit_frame(still, (h, w), Image.BILINEAR)
     pmask = _fit_frame(pmask.astype(np.uint8) * 255, (h, w), Image.NEAREST) > 127
+    if not pmask.any():
+        return {"name": name, "skip": f"pasted actor {pasted!r} frame {pasted_frame}: mask empty at {h}x{w}"}
+    place = place_pasted(masks, pmask, rng_for(spec.seed, name, "placement"))
+    if place["visible_share"] < spec.min_visible:
+        return {"name": name, "skip": f"pasted actor {pasted!r} at most {place['visible_share']:.1%} visible "
+                f"over the clip wherever it is placed (min_visible {spec.min_visible:g})"}
     bg, record = StripeBackgrounds().draw(rng_for(spec.seed, name, "conflfg"), (h, w))
-    layer = np.where(pmask[..., None], still, bg)  # the still actor over the stripes, held for every frame
+    layer = paste_layer(bg, still, pmask, place["offset"])  # the still actor over the stripes, every frame
     _write_clip(composite(frames, masks, layer), ctx.tmp / spec.folder("ConflFG") / name, spec.layout, spec.quality)
-    return {"name": name, "background": record, "pasted_area": round(float(pmask.mean()), 6)}
+    return {"name": name, "background": record, "pasted_area": round(float(pmask.mean()), 6),
+            **{k: v if k == "offset" else round(v, 6) for k, v in place.items()}}
 
 
 def _check_keys(items: list[ClipItem], list_path: Path, conflfg: bool) -> dict[str, ClipItem]:
@@ -345,7 +411,11 @@ def build_bias_set(
         conf_jobs, conf_records, conf_skipped = _plan_conflfg(spec, used)
         conf_results = parallel_map(_conflfg_job, conf_jobs, workers, "ConflFG", "video", progress)
         for r in conf_results:
-            conf_records[r["name"]].update(background=r["background"], pasted_area=r["pasted_area"])
+            if "skip" in r:  # no place keeps the pasted actor visible: the pairing is counted, not written
+                rec = conf_records.pop(r["name"])
+                conf_skipped[f"{rec['moving']}__{r['name'].rsplit('__', 1)[1]}"] = r["skip"]
+            else:
+                conf_records[r["name"]].update({k: v for k, v in r.items() if k != "name"})
         manifest = _manifest(spec, list_path, root, masks, backgrounds, leakage_masks, items, used, skipped,
                              conf_records, conf_skipped)
         lists = _write_lists(tmp, spec, used, conf_records, classes)
@@ -408,8 +478,11 @@ def _manifest(spec, list_path, root, masks, backgrounds, leakage_masks, items, u
         "skipped": dict(sorted(skipped.items())),
         "videos": videos,
         "conflfg": conf_records,
-        "conflfg_skipped": conf_skipped,
+        "conflfg_skipped": dict(sorted(conf_skipped.items())),
     }
+    shares = [r["visible_share"] for r in conf_records.values() if "visible_share" in r]
+    if shares:  # of the pasted still actors, over the ConflFG clips written
+        manifest["conflfg_visible_share"] = {"mean": round(float(np.mean(shares)), 6), "min": min(shares)}
     if leakage_masks is not None:
         per = {k: r["leakage"] for k, r in used.items() if "leakage" in r}
         manifest["leakage"] = {"coarse": masks.describe(), "fine": leakage_masks.describe(),

@@ -3,7 +3,8 @@
 One run builds one background source into a new folder ``--out``:
   <out>/<DS>_SCUBA_<Source>/<key>__<n>.zip    (or <key>__<n>/frame000001.jpg with --layout stillmix)
   <out>/<DS>_SCUFO_<Source>/<key>__<n>.jpg
-  <out>/<DS>_ConflFG_Stripe/<moving>__<pasted>__<n>.zip   (with --conflfg N)
+  <out>/<DS>_ConflFG_Stripe/<moving>__<pasted>__<n>.zip   (with --conflfg N; the pasted still actor is
+      moved to where the moving actor covers it least; manifest.json records its offset and visible share)
   <out>/lists/{scuba_<Source>,scufo_<Source>,conflfg}.txt, labels.csv, manifest.json [, leakage.json]
 Masks: --masks DIR (DIR/<video key>/00001.png per frame) or --boxes FILE (CSV key,frame,x1,y1,x2,y2 or
 JSON). Backgrounds: --backgrounds DIR (any images, searched recursively) or --stripes. See docs/bias_sets.md.
@@ -41,6 +42,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="new folder to build into")
     p.add_argument("--per-video", type=int, default=1, help="SCUBA composites per video")
     p.add_argument("--conflfg", type=int, default=0, help="ConflFG videos per moving video (0: none)")
+    p.add_argument("--min-visible", type=float, default=0.5,
+                   help="ConflFG: the pasted still actor is placed where the moving actor covers it least; skip "
+                        "the pairing if even there less than this share of it is visible (mean over frames)")
     p.add_argument("--layout", choices=("albar", "stillmix"), default="albar")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--min-area", type=float, default=0.01,
@@ -71,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
         source = args.source or ("Stripe" if args.stripes else "".join(c for c in args.backgrounds.name if c.isalnum()))
         spec = BiasSetSpec(dataset=args.dataset, source=source, per_video=args.per_video, conflfg=args.conflfg,
                            layout=args.layout, seed=args.seed, min_area=args.min_area,
-                           max_small_fraction=args.max_small_frames, quality=args.quality)
+                           max_small_fraction=args.max_small_frames, quality=args.quality,
+                           min_visible=args.min_visible)
         classes = read_classes(args.classes) if args.classes else None
         result = build_bias_set(args.videos, masks, args.out, spec, backgrounds, root=args.root, leakage_masks=fine,
                                 classes=classes, workers=max(1, args.workers), progress=not args.no_progress)
@@ -86,6 +91,14 @@ def run(args: argparse.Namespace) -> int:
     if len(m["skipped"]) > 20:
         print(f"  ... {len(m['skipped']) - 20} more in {result.out / 'manifest.json'}")
     print(f"wrote {c['scuba']} SCUBA, {c['scufo']} SCUFO, {c['conflfg']} ConflFG to {result.out}")
+    if "conflfg_visible_share" in m:
+        v = m["conflfg_visible_share"]
+        print(f"ConflFG pasted actor visible (not under the moving actor): mean {v['mean']:.1%}, "
+              f"least {v['min']:.1%} of a clip")
+    if m.get("conflfg_skipped"):
+        print(f"ConflFG pairings skipped: {len(m['conflfg_skipped'])}")
+        for key, reason in list(m["conflfg_skipped"].items())[:20]:
+            print(f"  skipped {key}: {reason}")
     if "leakage" in m:
         print("leakage: " + json.dumps(m["leakage"]["overall"]))
     for name, path in result.lists.items():

@@ -6,17 +6,20 @@ from pathlib import Path
 
 from albar.utils import atomic_write
 
+# (results key, title, which way is better). ConflFG pasted = top-1 on the pasted still actor's label: how
+# often the static actor wins, so lower is better (a failed item counts as such a win).
 COLUMNS = (
     ("iid_top1", "IID top-1", "up"),
     ("scuba_top1", "SCUBA", "up"),
     ("scufo_top1", "SCUFO", "down"),
     ("conflfg_top1", "ConflFG", "up"),
+    ("conflfg_conflict_top1", "ConflFG pasted", "down"),
     ("contrasted", "Contrasted", "up"),
 )
 
 
 def format_table(results: dict[str, dict], markdown: bool = False) -> str:
-    """One row per method, the paper's columns (percent). Arrows say which way is better."""
+    """One row per method, the paper's columns plus ConflFG pasted (percent). Arrows say which way is better."""
     head = ["method"] + [f"{title} {'↑' if d == 'up' else '↓'}" for _, title, d in COLUMNS]
     rows = [[name] + [f"{r[k]:.2f}" if k in r else "-" for k, _, _ in COLUMNS] for name, r in results.items()]
     if markdown:

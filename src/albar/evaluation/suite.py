@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from typing import TextIO
+
 from accelerate import Accelerator
 from torch import nn
 
@@ -33,8 +36,29 @@ def summarise(preds: dict[str, Predictions]) -> dict:
     return bias_summary(iid=preds.get("test"), scuba=scuba or None, scufo=scufo or None, conflfg=preds.get("conflfg"))
 
 
+def failure_report(summary: dict) -> str:
+    """The failed items of a results block, one line each (set, key, reason), after a count per set;
+    empty when nothing failed. Printing it is the caller's: metrics stay pure."""
+    failed = summary.get("failed_items") or {}
+    if not failed:
+        return ""
+    sets = summary.get("sets", {})
+    total = sum(len(v) for v in failed.values())
+    counts = ", ".join(f"{name} {len(items)} of {sets.get(name, {}).get('items', '?')}"
+                       for name, items in failed.items())
+    lines = [f"evaluation: {total} item(s) failed and count against the model ({counts}):"]
+    lines += [f"  {name}: {key}: {reason}" for name, items in failed.items() for key, reason in items.items()]
+    return "\n".join(lines) + "\n"
+
+
 def evaluate_suite(
     model: nn.Module, data: DataBundle, accelerator: Accelerator, batch_size: int = 32, num_workers: int = 0,
-    progress: bool = False,
+    progress: bool = False, announce: bool = True, stream: TextIO | None = None,
 ) -> dict:
-    return summarise(predict_all(model, data, accelerator, batch_size, num_workers, progress))
+    """Predict every evaluation set and summarise. With ``announce``, the main process prints each failed
+    item once, with its set and reason, to ``stream`` (stderr by default: stdout may carry JSON)."""
+    summary = summarise(predict_all(model, data, accelerator, batch_size, num_workers, progress))
+    text = failure_report(summary)
+    if announce and text and accelerator.is_main_process:
+        print(text, end="", file=stream or sys.stderr, flush=True)
+    return summary
