@@ -40,7 +40,7 @@ def main() -> None:
           f"{1 / math.sqrt(args.size):.4f}")
     print(f"{'input':>8} {'official':>10} {'per-sample':>11} {'ratio':>7}")
     ratios = []
-    for i in range(args.samples):
+    for _ in range(args.samples):
         noise = torch.randn(1, 3, 1, args.size, args.size)
         smooth = F.interpolate(torch.randn(1, 3, 1, 8, 8), size=(1, args.size, args.size), mode="trilinear")
         for kind, frame in (("noise", noise), ("smooth", smooth)):

@@ -455,3 +455,33 @@ def test_place_pasted_agrees_with_an_exhaustive_search():
     assert got["visible_share_min"] == pytest.approx(1 - best[0][1] / len(ys))
     dy, dx = got["offset"]
     assert (dy * dy + dx * dx) == best[0][2]
+
+
+def test_keys_with_double_underscores_build_and_read_back(inputs, tmp_path):
+    """HMDB51 names hold '__' (FORMATS.md): make-bias-set accepts them and its ConflFG names read back as the
+    right (moving, pasted) pair, resolved against the dataset's keys."""
+    import shutil
+
+    names = {"walk_a": "_I_ll_Just_Wave_My_Hand__sung_by_Jill_wave_u_cm_np1_fr_goo_0",
+             "walk_b": "(Rad)Schlag_die_Bank!__wave_f_cm_np1_le_med_1",
+             "jump_a": "Jump_&_Run__3_jump_f_cm_np1_ri_bad_0", "jump_b": "jump_b"}
+    src = inputs["list"].parent
+    (tmp_path / "videos").mkdir()
+    lines = []
+    for old, new in names.items():
+        shutil.copy(src / "videos" / f"{old}.mp4", tmp_path / "videos" / f"{new}.mp4")
+        shutil.copytree(inputs["masks"] / old, tmp_path / "masks" / new)
+        lines.append(f"videos/{new}.mp4 {VIDEOS[old][0]}\n")
+    (tmp_path / "videos.txt").write_text("".join(lines))
+    spec = BiasSetSpec("HMDB51", "Stripe", per_video=1, conflfg=2, seed=1)
+    built = build_bias_set(tmp_path / "videos.txt", MaskFolder(tmp_path / "masks"), tmp_path / "out", spec,
+                           progress=False)
+    assert built.manifest["counts"]["conflfg"] == 8 and not built.manifest["conflfg_skipped"]
+    label_of = csv_labeler(tmp_path / "out" / "labels.csv")
+    scuba = albar_bias_set(tmp_path / "out", "HMDB51", "SCUBA", "Stripe", label_of, CLASSES)
+    assert {it.key for it in scuba.items} == {f"{n}__0" for n in names.values()}
+    conf = albar_bias_set(tmp_path / "out", "HMDB51", "ConflFG", "Stripe", label_of, CLASSES)
+    assert len(conf.items) == 8
+    for it in conf.items:
+        rec = built.manifest["conflfg"][it.key]
+        assert (it.label, it.extra["conflict_label"]) == (rec["label"], rec["conflict_label"])

@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from albar.biasgen.masks import MaskMismatch, MaskSource, video_masks
-from albar.data.bias_sets import scufo_frame
+from albar.data.bias_sets import conflfg_parts, scufo_frame
 from albar.data.io import IMAGE_EXTENSIONS, ClipReadError, encode_jpeg, read_clip, write_frame_zip
 from albar.data.lists import ClipItem, read_list, write_list
 from albar.synthetic.render import draw_stripes, stripe_params
@@ -354,8 +354,6 @@ def _check_keys(items: list[ClipItem], list_path: Path, conflfg: bool) -> dict[s
     for it in items:
         if it.key in by_key:
             raise ValueError(f"{list_path}: two videos have the key {it.key!r} ({by_key[it.key].source}, {it.source})")
-        if "__" in it.key:
-            raise ValueError(f"{list_path}: key {it.key!r} contains '__', which separates the parts of bias-set names")
         if conflfg and it.key.isdigit():
             raise ValueError(f"{list_path}: key {it.key!r} is all digits; ConflFG names "
                              "'<moving>__<pasted>__<n>' would read it as an instance number")
@@ -451,6 +449,13 @@ def _plan_conflfg(
             valid = used[pasted]["valid_frames"]
             frame = int(valid[int(rng.integers(len(valid)))])
             name = f"{moving}__{pasted}__{n}"
+            try:  # keys may hold '__' themselves (HMDB51): the name must read back as exactly this pair
+                ok = conflfg_parts(name, used.keys()) == (moving, pasted)
+            except KeyError:
+                ok = False
+            if not ok:
+                skipped[name] = f"the name {name!r} does not read back unambiguously as {moving!r} + {pasted!r}"
+                continue
             jobs.append((name, moving, pasted, frame))
             records[name] = {"moving": moving, "pasted": pasted, "label": label,
                              "conflict_label": used[pasted]["label"], "pasted_frame": frame}

@@ -7,9 +7,11 @@ wrong frames on AVIs with packed B-frames (HMDB51), and so do torchcodec's indic
 from __future__ import annotations
 
 import io
+import re
+import warnings
 import zipfile
 from collections.abc import Callable, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import av
 import numpy as np
@@ -45,12 +47,64 @@ def source_kind(source: Path) -> str:
     return "video"
 
 
-def _decode_image(data: bytes | Path, name: str | Path) -> np.ndarray:
+# A zip member larger than this (as its header declares; zipfile never inflates past it) is refused unread:
+# a JPEG frame is a few MB at most, a zip bomb is gigabytes.
+MAX_MEMBER_BYTES = 512 << 20
+
+
+def _bomb_reason(err: Exception) -> str:
+    """Pillow's decompression-bomb refusal in words a user can act on (pixel count and limit)."""
+    found = re.search(r"\((\d+) pixels\) exceeds limit of (\d+)", str(err))
+    if found is None:
+        return f"refused as a possible decompression bomb ({err})"
+    pixels, limit = (int(x) for x in found.groups())
+    return (f"image of {pixels:,} pixels exceeds the limit of {limit:,} pixels: refused as a possible "
+            "decompression bomb (raise PIL.Image.MAX_IMAGE_PIXELS if the image is genuine)")
+
+
+def _decode_image(data: bytes | Path, source: str | Path, member: str | None = None) -> np.ndarray:
+    """RGB pixels of one image file or zip member; every failure is a ClipReadError on ``source``.
+
+    ``member`` (a zip member or a frame file's name) starts the reason, so the failure log and the
+    evaluation's error list, which keep only the reason, still say which frame was bad. Pillow's
+    decompression-bomb warning is an error here, inside this call only: a frame over Pillow's limit (by
+    default 89.5 M pixels, 2.7 times an 8K frame) is an attack or a mistake, and would cost gigabytes per
+    clip; the process-wide warning filters and ``PIL.Image.MAX_IMAGE_PIXELS`` stay as they are.
+    """
+    where = f"{member}: " if member else ""
+    size = len(data) if isinstance(data, bytes) else data.stat().st_size
+    if size == 0:
+        raise ClipReadError(source, f"{where}empty file")
     try:
-        with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as img:
-            return np.asarray(img.convert("RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise ClipReadError(name, f"cannot decode image ({err})") from err
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as img:
+                return np.asarray(img.convert("RGB"))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise ClipReadError(source, where + _bomb_reason(err)) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise ClipReadError(source, f"{where}cannot decode image ({err})") from err
+
+
+def _stack(decoded: dict[int, np.ndarray], idx: list[int], source: Path, name: Callable[[int], str]) -> np.ndarray:
+    """The frames at ``idx`` as one array; frames of different sizes are a ClipReadError naming them."""
+    sizes: dict[tuple[int, ...], list[str]] = {}
+    for i in sorted(decoded):
+        sizes.setdefault(decoded[i].shape, []).append(name(i))
+    if len(sizes) > 1:
+        found = "; ".join(
+            f"{shape[1]}x{shape[0]}: {', '.join(names[:3])}" + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+            for shape, names in sizes.items()
+        )
+        raise ClipReadError(source, f"frames of different sizes (width x height) {found}")
+    return np.stack([decoded[i] for i in idx])
+
+
+def _is_frame_name(name: str) -> bool:
+    """An image file that is a frame: not a directory entry, not macOS's ``__MACOSX/`` or ``._*`` metadata."""
+    path = PurePosixPath(name.replace("\\", "/"))
+    return (not name.endswith("/") and path.suffix.lower() in IMAGE_EXTENSIONS
+            and not path.name.startswith(".") and "__MACOSX" not in path.parts)
 
 
 def _pick(n: int, sampler: IndexSampler, source: Path) -> list[int]:
@@ -94,25 +148,50 @@ def _read_video(source: Path, sampler: IndexSampler) -> np.ndarray:
                                             "declared frames")
             idx = _pick(len(frames), sampler, source)
         rgb = {i: frames[i].to_ndarray(format="rgb24") for i in set(idx)}
-    return np.stack([rgb[i] for i in idx])
+    return _stack(rgb, idx, source, lambda i: f"frame {i}")
 
 
 def _read_zip(source: Path, sampler: IndexSampler) -> np.ndarray:
+    """Frames in sorted member-name order, wherever they sit in the zip (a subfolder is common)."""
     try:
         with zipfile.ZipFile(source) as zf:
-            names = sorted(n for n in zf.namelist() if Path(n).suffix.lower() in IMAGE_EXTENSIONS)
-            idx = _pick(len(names), sampler, source)
-            decoded = {i: _decode_image(zf.read(names[i]), f"{source}:{names[i]}") for i in set(idx)}
-    except (zipfile.BadZipFile, OSError) as err:
+            members = sorted((m for m in zf.infolist() if _is_frame_name(m.filename)), key=lambda m: m.filename)
+            idx = _pick(len(members), sampler, source)
+            decoded = {}
+            for i in sorted(set(idx)):
+                if members[i].file_size > MAX_MEMBER_BYTES:
+                    raise ClipReadError(source, f"{members[i].filename}: {members[i].file_size:,} bytes "
+                                                f"uncompressed (limit {MAX_MEMBER_BYTES:,}): a possible zip bomb")
+                decoded[i] = _decode_image(zf.read(members[i]), source, members[i].filename)
+    except ClipReadError:
+        raise
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, NotImplementedError, RuntimeError) as err:
+        # RuntimeError: an encrypted member; NotImplementedError: a compression method zipfile lacks
         raise ClipReadError(source, f"cannot read zip ({err})") from err
-    return np.stack([decoded[i] for i in idx])
+    return _stack(decoded, idx, source, lambda i: members[i].filename)
 
 
 def _read_folder(source: Path, sampler: IndexSampler) -> np.ndarray:
-    names = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    names = sorted(p for p in source.iterdir() if _is_frame_name(p.name) and not p.is_dir())
     idx = _pick(len(names), sampler, source)
-    decoded = {i: _decode_image(names[i], names[i]) for i in set(idx)}
-    return np.stack([decoded[i] for i in idx])
+    decoded = {i: _decode_image(names[i], source, names[i].name) for i in sorted(set(idx))}
+    return _stack(decoded, idx, source, lambda i: names[i].name)
+
+
+def still_frame(frames: np.ndarray) -> np.ndarray | None:
+    """The single frame of a clip that :func:`read_clip` made by repeating one still image, else None.
+
+    Such a clip is a read-only view with stride 0 along time: transform its one frame, then repeat the
+    result, instead of resizing the same (possibly 8000 x 8000) image T times.
+    """
+    if frames.ndim == 4 and len(frames) > 0 and frames.strides[0] == 0:
+        return frames[0]
+    return None
+
+
+def repeat_still(frame: np.ndarray, num_frames: int) -> np.ndarray:
+    """``frame`` as a clip of ``num_frames`` frames, without copying it (see :func:`still_frame`)."""
+    return np.broadcast_to(frame[None], (num_frames, *frame.shape))
 
 
 def at_least(min_frames: int, sampler: IndexSampler, source: str | Path) -> IndexSampler:
@@ -154,11 +233,14 @@ def write_frame_zip(frames: np.ndarray, path: str | Path, quality: int = 95) -> 
 def read_clip(source: str | Path, sampler: IndexSampler) -> np.ndarray:
     """Frames of ``source`` at the indices ``sampler(num_frames)`` chooses, as uint8 (T, H, W, 3).
 
-    A still image is a one-frame source: every index is 0, so the clip is that frame repeated (SCUFO).
+    A still image is a one-frame source: every index is 0, so the clip is that frame repeated (SCUFO), as a
+    read-only view that holds the frame once (:func:`still_frame`). A zero-byte file is an "empty file".
     """
     source = Path(source)
     if not source.exists():
         raise ClipReadError(source, "no such file or folder")
+    if source.is_file() and source.stat().st_size == 0:
+        raise ClipReadError(source, "empty file")
     kind = source_kind(source)
     if kind == "video":
         frames = _read_video(source, sampler)
@@ -167,9 +249,5 @@ def read_clip(source: str | Path, sampler: IndexSampler) -> np.ndarray:
     elif kind == "frames":
         frames = _read_folder(source, sampler)
     else:
-        frames = _decode_image(source, source)[None]
-        frames = frames[[0] * len(sampler(1))]
-    shapes = {f.shape for f in frames}
-    if len(shapes) != 1:
-        raise ClipReadError(source, f"frames of different sizes {sorted(shapes)}")
+        frames = repeat_still(_decode_image(source, source), len(sampler(1)))
     return frames

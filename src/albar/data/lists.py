@@ -19,6 +19,33 @@ class ClipItem:
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
 
+def read_text_lines(path: Path) -> list[str]:
+    """The lines of a text list (split, CSV), decoded as UTF-8 with or without a BOM; CRLF or LF.
+
+    A BOM left in place would glue itself to the first item (its key then matches nothing, silently), and a
+    list saved in another encoding must fail naming the file and line, not with a bare UnicodeDecodeError.
+    """
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        offset = err.start + (3 if data.startswith(b"\xef\xbb\xbf") else 0)
+        lineno = data.count(b"\n", 0, offset) + 1
+        bad = data[offset:offset + max(1, err.end - err.start)]
+        line_start = data.rfind(b"\n", 0, offset) + 1
+        line_end = data.find(b"\n", offset)
+        line = data[line_start:line_end if line_end >= 0 else len(data)].rstrip(b"\r")
+        raise ValueError(
+            f"{path}:{lineno}: not UTF-8: cannot decode byte(s) {bad!r} (Latin-1? another encoding?); as "
+            f"Latin-1 the line reads {line.decode('latin-1')!r}; save the file as UTF-8") from None
+    # Only line breaks split lines (str.splitlines would also split on form feeds and U+2028 inside a name).
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
+
+
 def default_key(relative: str) -> str:
     """The key of a list entry: its relative path without the extension."""
     path = Path(relative)
@@ -40,7 +67,7 @@ def read_list(
         raise FileNotFoundError(f"clip list not found: {path}")
     base = Path(root) if root is not None else path.parent
     items: list[ClipItem] = []
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+    for lineno, line in enumerate(read_text_lines(path), 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         parts = line.split()
@@ -64,6 +91,8 @@ def read_list(
             extra["conflict_label"] = numbers[1]
         item_key = default_key(rel) if key == "path" else Path(rel).stem
         items.append(ClipItem(source=source, label=label, key=item_key, extra=extra))
+    if not items:
+        raise ValueError(f"{path}: no entries (the list is empty or holds only comments)")
     return items
 
 

@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as TF
 
-from albar.data.io import ClipReadError, at_least, read_clip
+from albar.data.io import ClipReadError, at_least, read_clip, still_frame
 from albar.data.lists import ClipItem
 from albar.data.sampling import clip_indices
 from albar.data.transforms import IMAGENET_MEAN, IMAGENET_STD
@@ -129,14 +129,25 @@ class ViewDataset(Dataset):
         return [frames[k * t:(k + 1) * t] for k in range(len(per_clip))]
 
     def views(self, index: int) -> torch.Tensor:
-        """(V, C, T, H, W) float views of item ``index``, normalised; clip-major, crops inner."""
+        """(V, C, T, H, W) float views of item ``index``, normalised; clip-major, crops inner.
+
+        A still (SCUFO) is resized and cropped once, then repeated over time and over the temporal clips
+        (which all show it): the same views as for T copies, at the cost of one frame.
+        """
+        per_clip = self.clip_frames(index)
+        still = still_frame(per_clip[0]) if per_clip else None
+        if still is not None:
+            per_clip = [still[None].copy()]  # one frame; a writable copy, as torch.from_numpy wants
         out = []
-        for frames in self.clip_frames(index):
+        for frames in per_clip:
             video = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)  # T, C, H, W
             if self.resize_short:
                 video = TF.resize(video, [self.resize_short], antialias=True)
             out += [c.permute(1, 0, 2, 3) for c in spatial_crops(video, self.crop_size, self.view.crops)]
-        clips = torch.stack(out).float() / 255.0
+        clips = torch.stack(out)
+        if still is not None:  # (crops, C, 1, H, W) -> (clips * crops, C, T, H, W)
+            clips = clips.repeat(self.view.clips, 1, self.num_frames, 1, 1)
+        clips = clips.float() / 255.0
         return (clips - self.mean) / self.std
 
     def __getitem__(self, index: int) -> dict[str, Any]:
