@@ -36,7 +36,7 @@ def build_tree(root, planted=True):
         truncate(full, videos / "Fencing" / "v_Fencing_g04_c01.mp4", 0.7)
         train += ["Archery/v_Archery_g03_c01.avi 1", "Fencing/v_Fencing_g03_c01.avi 2"]
         test += ["Fencing/v_Fencing_g04_c01.mp4", "Archery/v_Archery_g09_c01.avi"]  # truncated, missing
-        bad.update({"v_Archery_g03_c01.avi": "cannot open video", "v_Fencing_g03_c01.avi": "cannot open video",
+        bad.update({"v_Archery_g03_c01.avi": "cannot open video", "v_Fencing_g03_c01.avi": "empty file",
                     "v_Fencing_g04_c01.mp4": "truncated", "v_Archery_g09_c01.avi": "no such file"})
     (lists / "trainlist01.txt").write_text("\n".join(train) + "\n")
     (lists / "testlist01.txt").write_text("\n".join(test) + "\n")
@@ -51,21 +51,23 @@ def build_tree(root, planted=True):
         bad.update({"clipB": "list says 9 frames, found 5", "short.mp4": "too short: 3 frames",
                     "clipA": "label 5 out of range for 2 classes"})
     (root / "list.txt").write_text("\n".join(lines) + "\n")
-    # bias sets: HMDB51 SCUBA/SCUFO, planted with an unpaired key and a broken zip
-    scuba = bias_dir(root / "bias", "HMDB51", "SCUBA", "Stripe")
-    scufo = bias_dir(root / "bias", "HMDB51", "SCUFO", "Stripe")
-    scuba.mkdir(parents=True)
-    scufo.mkdir(parents=True)
-    for stem in ("Fence_x_1__1", "Fence_y_2__1"):
+    # bias sets of the UCF101 test videos, planted with an unpaired key and a broken still, beside another
+    # dataset's sets (a shared root): those are skipped, not reported
+    scuba = bias_dir(root / "bias", "UCF101", "SCUBA", "Stripe")
+    scufo = bias_dir(root / "bias", "UCF101", "SCUFO", "Stripe")
+    other = bias_dir(root / "bias", "HMDB51", "SCUBA", "Stripe")
+    for folder in (scuba, scufo, other):
+        folder.mkdir(parents=True)
+    for stem in ("v_Archery_g02_c01__1", "v_Fencing_g02_c01__1"):
         write_zip(scuba / f"{stem}.zip", numbered_frames(6))
         Image.fromarray(numbered_frames(1)[0]).save(scufo / f"{stem}.jpg")
-    (root / "labels.csv").write_text("filename,label\nFence_x_1.avi,1\nFence_y_2.avi,1\nFence_z_3.avi,0\n")
+    (other / "Fence_x_1__1.zip").write_bytes(b"")  # not this dataset's: never probed
     if planted:
-        write_zip(scuba / "Fence_z_3__1.zip", numbered_frames(6))  # no SCUFO partner
-        (scufo / "Fence_y_2__1.jpg").write_bytes(b"not a jpeg")
-        bad.update({"Fence_z_3__1": "no SCUFO partner", "Fence_y_2__1.jpg": "cannot decode image"})
+        write_zip(scuba / "v_Fencing_g04_c01__1.zip", numbered_frames(6))  # no SCUFO partner
+        (scufo / "v_Fencing_g02_c01__1.jpg").write_bytes(b"not a jpeg")
+        bad.update({"v_Fencing_g04_c01__1": "no SCUFO partner", "v_Fencing_g02_c01__1.jpg": "cannot decode image"})
     args = ["--ucf101", lists, "--video-root", videos, "--list", root / "list.txt", "--root", root,
-            "--bias-root", root / "bias", "--labels-csv", root / "labels.csv", "--classes", lists / "classInd.txt",
+            "--bias-root", root / "bias", "--classes", lists / "classInd.txt",
             "--num-frames", 4, "--stride", 2, "--min-frames", 4, "--workers", 2, "--json", root / "report.json"]
     return args, bad
 
@@ -78,6 +80,7 @@ def test_check_data_names_every_planted_problem(tmp_path, capsys):
     for name, reason in bad.items():
         assert any(name in line and reason in line for line in lines), (name, reason, out)
     assert "ucf101_split1_test: 4 items, 2 classes" in out
+    assert "skipped 1 set(s) of other datasets under the bias root: HMDB51_SCUBA_Stripe" in out
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["ok"] is False and len(report["problems"]) == len(bad)
     assert report["sets"]["ucf101_split1_train"]["class_counts"] == {"Archery": 2, "Fencing": 2}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -88,8 +88,12 @@ def csv_labeler(csv_path: str | Path, classes: Sequence[str] | None = None) -> L
 
 def class_labeler(classes: Sequence[str], class_of: Callable[[str], str] | Mapping[str, str] = ucf_class) -> LabelFn:
     """Labels via a class name: ``class_of(stem)`` (default: UCF101's ``v_<Class>_...``) or a mapping
-    ``key -> class name`` (keys tried as is, then without ``__N``)."""
+    ``key -> class name`` (keys tried as is, then without ``__N``). A name that matches no class exactly is
+    matched case-insensitively: UCF101's ``HandstandPushups`` folder holds ``v_HandStandPushups_...`` files."""
     index = {c: i for i, c in enumerate(classes)}
+    folded: dict[str, int] = {}
+    for c, i in index.items():
+        folded[c.casefold()] = -1 if c.casefold() in folded else i  # -1: two classes differ only in case
 
     def name_of(stem: str) -> str:
         if callable(class_of):
@@ -101,23 +105,76 @@ def class_labeler(classes: Sequence[str], class_of: Callable[[str], str] | Mappi
 
     def label_of(stem: str) -> int:
         name = name_of(stem)
-        if name not in index:
-            raise KeyError(f"unknown class {name!r} (from {stem!r})")
-        return index[name]
+        if name in index:
+            return index[name]
+        if folded.get(name.casefold(), -1) >= 0:
+            return folded[name.casefold()]
+        raise KeyError(f"unknown class {name!r} (from {stem!r})")
 
     return label_of
 
 
-def conflfg_parts(stem: str) -> tuple[str, str]:
-    """ASSUMED ConflFG name: ``<moving key>__<pasted key>[__<n>]``. Returns ``(moving, pasted)``.
+def chain_labelers(*labelers: LabelFn) -> LabelFn:
+    """The first of ``labelers`` that knows a key labels it (e.g. the dataset's split, then a labels CSV)."""
 
-    The ALBAR release does not document how the pasted actor is named; pass your own ``parse_conflict``
-    (or ``conflict_labels``) to :func:`albar_bias_set` if your files differ.
+    def label_of(stem: str) -> int:
+        errors = []
+        for fn in labelers:
+            try:
+                return fn(stem)
+            except KeyError as err:
+                errors.append(str(err.args[0]) if err.args else "unknown")
+        raise KeyError("; ".join(dict.fromkeys(errors)) or f"{stem!r}: no labels")
+
+    return label_of
+
+
+def knows(label_of: LabelFn) -> Callable[[str], bool]:
+    """``label_of`` as a predicate: is this a key the dataset labels?"""
+
+    def known(key: str) -> bool:
+        try:
+            label_of(key)
+        except KeyError:
+            return False
+        return True
+
+    return known
+
+
+def conflfg_parts(stem: str, known: Callable[[str], bool] | Collection[str] | None = None) -> tuple[str, str]:
+    """ConflFG name ``<moving key>__<pasted key>[__<n>]`` -> ``(moving, pasted)``.
+
+    Keys may contain ``__`` themselves (HMDB51 names do: ``_I_ll_Just_Wave_My_Hand__sung_by_...``), so the
+    name is never split on every ``__``: the trailing ``__<n>`` is dropped, then every ``__`` is tried as the
+    split point and the one whose halves are both ``known`` keys (a set, or a predicate such as
+    ``knows(label_of)``) wins; none or several is a ``KeyError`` naming the file stem. Without ``known``, the
+    name must hold exactly one ``__`` besides the instance number. The release does not document ConflFG
+    names; this is what ``albar make-bias-set`` writes. Pass your own ``parse_conflict`` (or
+    ``conflict_labels``) to :func:`albar_bias_set` if your files differ.
     """
-    parts = [p for p in stem.split("__") if p and not p.isdigit()]
-    if len(parts) != 2:
+    is_known = known.__contains__ if isinstance(known, Collection) else known
+    bodies = [strip_instance(stem)]
+    if is_known is not None and bodies[0] != stem:
+        bodies.append(stem)  # a pasted key that itself ends in __<digits>, with no instance number
+    for body in bodies:
+        cuts = [i for i in range(1, len(body) - 2) if body.startswith("__", i)]
+        pairs = [(body[:i], body[i + 2:]) for i in cuts]
+        if is_known is None:
+            pairs = [(m, p) for m, p in pairs if not p.isdigit()]
+            if len(pairs) > 1:
+                raise KeyError(f"{stem!r}: several '__' could separate the moving and the pasted key; resolve it "
+                               "against the dataset's keys (known=...)")
+        else:
+            pairs = [(m, p) for m, p in pairs if is_known(m) and is_known(p)]
+            if len(pairs) > 1:
+                raise KeyError(f"{stem!r}: ambiguous, splits into known keys as "
+                               + " or ".join(f"{m!r} + {p!r}" for m, p in pairs))
+        if pairs:
+            return pairs[0]
+    if is_known is None:
         raise KeyError(f"{stem!r} is not '<moving key>__<pasted key>[__<n>]'")
-    return parts[0], parts[1]
+    raise KeyError(f"{stem!r} is not '<moving key>__<pasted key>[__<n>]' with two keys of the dataset")
 
 
 def albar_bias_set(
@@ -127,15 +184,23 @@ def albar_bias_set(
     source: str,
     label_of: LabelFn,
     classes: Sequence[str],
-    parse_conflict: Callable[[str], tuple[str, str]] = conflfg_parts,
+    parse_conflict: Callable[[str], tuple[str, str]] | None = None,
     conflict_labels: Mapping[str, int] | None = None,
 ) -> DatasetSplit:
     """One set of ALBAR's release: SCUBA/ConflFG zips or SCUFO stills, keys = file stems, sorted.
 
     ConflFG items get ``extra['conflict_label']``, the pasted actor's label: ``conflict_labels[stem]`` if
-    given, else ``label_of`` of the pasted part of ``parse_conflict(stem)``; the label is ``label_of`` the
-    moving part. Every unlabelled file is named in one :class:`LabelError`.
+    given, else ``label_of`` of the pasted part of ``parse_conflict(stem)`` (default: :func:`conflfg_parts`
+    resolved against the keys ``label_of`` knows); the label is ``label_of`` the moving part. Every
+    unlabelled file is named in one :class:`LabelError`. Files are listed, not read: an empty or corrupt zip
+    or image stays an item (it fails at read time, counted against the model).
     """
+    if parse_conflict is None:
+        known = knows(label_of)
+
+        def parse_conflict(stem: str) -> tuple[str, str]:
+            return conflfg_parts(stem, known)
+
     folder = bias_dir(root, dataset, kind, source)
     if not folder.is_dir():
         raise FileNotFoundError(f"bias set folder not found: {folder}")
@@ -163,7 +228,7 @@ def albar_bias_set(
         raise LabelError(str(folder), problems)
     if not items:
         raise FileNotFoundError(f"no {pattern} files in {folder}")
-    return DatasetSplit(folder.name, items, list(classes))
+    return DatasetSplit(folder.name, items, list(classes), origin=str(folder))
 
 
 def stillmix_bias_set(
@@ -260,3 +325,35 @@ def check_pairing(scuba: Sequence[ClipItem] | DatasetSplit, scufo: Sequence[Clip
         only_scufo=sorted(b.keys() - a.keys()),
         label_mismatch={k: (a[k].label, b[k].label) for k in paired if a[k].label != b[k].label},
     )
+
+
+def complete_scufo(
+    scuba: Sequence[ClipItem] | DatasetSplit, scufo: DatasetSplit, still_folder: str | Path,
+) -> tuple[DatasetSplit, dict[str, str]]:
+    """SCUFO as contrasted accuracy needs it: exactly one item per SCUBA key, in ``scufo``'s order.
+
+    Releases are incomplete. A SCUBA clip whose still is missing gets an item at the still's expected path
+    (``<still_folder>/<key>.jpg``, absent): it fails when read and counts against the model like any
+    unreadable item, so the set and its denominator stay whole. A still without a SCUBA clip has no pair to
+    score and is left out. Returns the completed split and ``{key: what was done}`` for the caller to report.
+    Label disagreements are not resolved here (:func:`check_pairing` reports them).
+    """
+    clips = scuba.items if isinstance(scuba, DatasetSplit) else list(scuba)
+    clip_keys = {it.key for it in clips}
+    still_keys = {it.key for it in scufo.items}
+    notes: dict[str, str] = {}
+    items = []
+    for it in scufo.items:
+        if it.key in clip_keys:
+            items.append(it)
+        else:
+            notes[it.key] = "SCUFO still has no SCUBA partner: left out (no clip to contrast it with)"
+    folder = Path(still_folder)
+    missing = dict(scufo.missing)
+    for it in clips:
+        if it.key not in still_keys:
+            path = folder / f"{it.key}.jpg"
+            items.append(ClipItem(path, it.label, it.key, {}))
+            missing[it.key] = str(path)
+            notes[it.key] = f"SCUBA clip has no SCUFO partner (no {path}): kept, its still counts as a failed item"
+    return DatasetSplit(scufo.name, items, list(scufo.classes), missing, scufo.origin), notes

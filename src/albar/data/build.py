@@ -1,53 +1,136 @@
-"""From a validated data config to the datasets of a run: train, val, test and the bias sets."""
+"""From a validated data config to the data of a run: train, val, test and the bias sets.
+
+One resolution, :func:`resolve_data`, turns a ``data`` section into named splits of items (no decoding)
+plus what it found wrong. ``train`` and ``eval`` (through :func:`build_data`) and ``check-data`` (which probes
+the files of the same splits) all go through it, so the three cannot disagree on which sets exist, how
+their items are labelled or which files they read. In strict mode (``build_data``) the first fatal problem
+raises, naming the file, key or config value, before any work; ``check-data`` collects every problem in one
+pass instead. Non-fatal problems (a missing file, a SCUBA clip without its SCUFO still) are reported and the
+item kept: it fails when read and counts against the model.
+"""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from albar.config import DataConfig, SetConfig
-from albar.data.bias_sets import albar_bias_set, check_pairing, class_labeler, find_bias_sets
+from albar.data.bias_sets import (
+    LabelFn,
+    albar_bias_set,
+    chain_labelers,
+    check_pairing,
+    class_labeler,
+    complete_scufo,
+    csv_labeler,
+    find_bias_sets,
+    ucf_class,
+)
 from albar.data.dataset import ClipDataset
-from albar.data.datasets import DatasetSplit, hmdb51_split, kinetics400_csv, ucf101_split
-from albar.data.lists import ClipItem, read_list
+from albar.data.datasets import (
+    DatasetSplit,
+    LabelError,
+    Subset,
+    hmdb51_classes,
+    hmdb51_split,
+    kinetics400_classes,
+    kinetics400_csv,
+    read_classes,
+    ucf101_split,
+)
+from albar.data.lists import ClipItem, read_list, read_text_lines
 from albar.data.splits import holdout_split
 from albar.data.transforms import build_transform
 from albar.data.views import ViewDataset
 
+T = TypeVar("T")
+
+# the prefix of a dataset's folders in ALBAR's bias release
+RELEASE_NAME = {"hmdb51": "HMDB51", "ucf101": "UCF101", "kinetics400": "K400"}
+# ClipItem.extra key of a SCUFO item standing in for a still the release lacks (see complete_scufo)
+NO_STILL = "no_scufo_still"
+
 
 @dataclass
-class DataBundle:
-    train: ClipDataset | None = None
-    val: ClipDataset | None = None
-    test: ClipDataset | ViewDataset | None = None
-    scuba: dict[str, ClipDataset | ViewDataset] = field(default_factory=dict)
-    scufo: dict[str, ClipDataset | ViewDataset] = field(default_factory=dict)
-    conflfg: ClipDataset | ViewDataset | None = None
+class DataProblem:
+    """Something wrong with the data, named: the set, the file (or key), what kind, why.
+
+    ``fatal``: the run cannot start (labels, layout, num_classes, duplicates); otherwise the affected item is
+    kept and fails when read, counted against the model.
+    """
+
+    set: str
+    file: str
+    kind: str  # usage, layout, label, num_classes, duplicate, pairing, missing, unreadable, frames
+    reason: str
+    fatal: bool = True
+
+    def as_dict(self) -> dict[str, str]:
+        return {"set": self.set, "file": self.file, "kind": self.kind, "reason": self.reason}
+
+    def line(self) -> str:
+        where = " ".join(x for x in (self.set, self.file) if x)
+        return f"{self.kind.upper()}{' ' + where if where else ''}: {self.reason}"
+
+
+@dataclass
+class DataSpec:
+    """The splits a data section names, before any decoding. ``train`` is the whole training split (the
+    validation hold-out is cut by :func:`build_data`); ``skipped`` are the release folders of other datasets
+    under a shared bias root."""
+
+    train: DatasetSplit | None = None
+    val: DatasetSplit | None = None
+    test: DatasetSplit | None = None
+    scuba: dict[str, DatasetSplit] = field(default_factory=dict)
+    scufo: dict[str, DatasetSplit] = field(default_factory=dict)
+    conflfg: DatasetSplit | None = None
     classes: list[str] | None = None
+    problems: list[DataProblem] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    config: DataConfig | None = None  # the resolved section (synthetic: pointing at the built lists)
 
-    def eval_sets(self) -> dict[str, ClipDataset | ViewDataset]:
-        """Every evaluation set by name: test, scuba_<source>, scufo_<source>, conflfg."""
-        sets = {"test": self.test} if self.test is not None else {}
-        sets.update({f"scuba_{k}": v for k, v in self.scuba.items()})
-        sets.update({f"scufo_{k}": v for k, v in self.scufo.items()})
+    def roles(self) -> dict[str, DatasetSplit]:
+        """Every split by role: train, val, test, scuba_<source>, scufo_<source>, conflfg."""
+        out = {k: v for k, v in (("train", self.train), ("val", self.val), ("test", self.test)) if v is not None}
+        out.update({f"scuba_{k}": v for k, v in self.scuba.items()})
+        out.update({f"scufo_{k}": v for k, v in self.scufo.items()})
         if self.conflfg is not None:
-            sets["conflfg"] = self.conflfg
-        return sets
+            out["conflfg"] = self.conflfg
+        return out
 
 
-def _items(name: str, spec: SetConfig, default_root: Path | None, num_classes: int | None) -> list[ClipItem]:
-    if not spec.list.is_file():
-        raise FileNotFoundError(f"data.{name}.list: file not found: {spec.list}")
-    items = read_list(spec.list, root=spec.root or default_root, key=spec.key)
-    if num_classes is not None:
-        bad = [it for it in items if it.label >= num_classes]
-        if bad:
-            raise ValueError(
-                f"data.{name}: label {bad[0].label} of {bad[0].source} is out of range for model.num_classes="
-                f"{num_classes} ({len(bad)} such entries in {spec.list})"
-            )
-    return items
+class _Collect:
+    """Runs resolution steps: strict, the first fatal problem raises; else each is recorded and skipped."""
 
+    def __init__(self, strict: bool) -> None:
+        self.strict = strict
+        self.problems: list[DataProblem] = []
+
+    def fail(self, problem: DataProblem, error: Exception | None = None) -> None:
+        if self.strict and problem.fatal:
+            raise error if error is not None else ValueError(problem.reason)
+        self.problems.append(problem)
+
+    def attempt(self, name: str, step: Callable[[], T]) -> T | None:
+        try:
+            return step()
+        except LabelError as err:
+            if self.strict:
+                raise
+            found = [DataProblem(name, k, "label", v) for k, v in err.problems.items()]
+        except (FileNotFoundError, ValueError, KeyError) as err:
+            if self.strict:
+                raise
+            found = [DataProblem(name, "", "layout", str(err).strip("'\""))]
+        self.problems += [p for p in found if p not in self.problems]  # two splits read from one bad file
+        return None
+
+
+# --------------------------------------------------------------------------------------------- synthetic
 
 def synthetic_lists(cfg: DataConfig, progress: bool = True) -> DataConfig:
     """Build the synthetic benchmark if needed and return ``cfg`` pointing at its lists."""
@@ -67,60 +150,380 @@ def synthetic_lists(cfg: DataConfig, progress: bool = True) -> DataConfig:
     })
 
 
-_RELEASE_NAME = {"hmdb51": "HMDB51", "ucf101": "UCF101", "kinetics400": "K400"}
+# ------------------------------------------------------------------------------------ official datasets
 
-
-def official_splits(cfg: DataConfig) -> tuple[DatasetSplit, DatasetSplit]:
-    """(train, test) of HMDB51, UCF101 or Kinetics-400 from their distributed split files."""
+def _check_official(cfg: DataConfig) -> None:
     if cfg.splits is None or cfg.root is None:
         raise ValueError(f"data.splits and data.root: source {cfg.source!r} needs its split files and videos")
     if not cfg.splits.exists():
         raise FileNotFoundError(f"data.splits: not found: {cfg.splits}")
-    if cfg.source == "hmdb51":
-        return (hmdb51_split(cfg.splits, cfg.root, cfg.split, "train"),
-                hmdb51_split(cfg.splits, cfg.root, cfg.split, "test"))
-    if cfg.source == "ucf101":
-        return (ucf101_split(cfg.splits, cfg.root, cfg.split, "train"),
-                ucf101_split(cfg.splits, cfg.root, cfg.split, "test"))
-    train = kinetics400_csv(cfg.splits / "train.csv", cfg.root)
-    test_csv = next((cfg.splits / n for n in ("validate.csv", "val.csv") if (cfg.splits / n).is_file()), None)
-    if test_csv is None:
+    if not cfg.root.is_dir():
+        raise FileNotFoundError(f"data.root: not a folder: {cfg.root}")
+    if cfg.source == "kinetics400" and not cfg.splits.is_dir():
+        raise ValueError(f"data.splits: Kinetics-400 needs the folder of its annotation CSVs, got {cfg.splits}")
+
+
+def _k400_csv(cfg: DataConfig, subset: str) -> Path:
+    assert cfg.splits is not None
+    if subset == "train":
+        return cfg.splits / "train.csv"
+    found = next((cfg.splits / n for n in ("validate.csv", "val.csv") if (cfg.splits / n).is_file()), None)
+    if found is None:
         raise FileNotFoundError(f"data.splits: no validate.csv or val.csv in {cfg.splits}")
-    return train, kinetics400_csv(test_csv, cfg.root, classes=train.classes)
-
-
-def release_bias_sets(cfg: DataConfig, splits: tuple[DatasetSplit, ...]) -> dict[str, dict[str, list[ClipItem]]]:
-    """The dataset's sets in ALBAR's release under ``cfg.bias_root``: {kind: {source: items}}."""
-    assert cfg.bias_root is not None
-    if not cfg.bias_root.is_dir():
-        raise FileNotFoundError(f"data.bias_root: not a folder: {cfg.bias_root}")
-    ds = _RELEASE_NAME[cfg.source]
-    classes = splits[0].classes
-    if cfg.source == "ucf101":
-        label_of = class_labeler(classes)
-    else:  # generated videos are named after the test video they come from: label through the split
-        label_of = class_labeler(classes, {it.key: classes[it.label] for s in splits for it in s.items})
-    found: dict[str, dict[str, list[ClipItem]]] = {"scuba": {}, "scufo": {}, "conflfg": {}}
-    for (name, kind, source), _ in find_bias_sets(cfg.bias_root).items():
-        if name == ds:
-            found[kind.lower()][source.lower()] = albar_bias_set(
-                cfg.bias_root, ds, kind, source, label_of, classes).items
-    if not any(found.values()):
-        raise FileNotFoundError(f"data.bias_root: no {ds}_SCUBA_*, {ds}_SCUFO_* or {ds}_ConflFG_* folder in "
-                                f"{cfg.bias_root}")
     return found
+
+
+def official_classes(cfg: DataConfig) -> list[str]:
+    """The class names of HMDB51 (split file names), UCF101 (``classInd.txt``) or Kinetics-400 (the labels of
+    ``train.csv``, or of the validation CSV without it), without reading any split's items."""
+    _check_official(cfg)
+    assert cfg.splits is not None
+    if cfg.source == "hmdb51":
+        return hmdb51_classes(cfg.splits, cfg.split)
+    if cfg.source == "ucf101":
+        return read_classes(cfg.splits / "classInd.txt")
+    train_csv = cfg.splits / "train.csv"
+    return kinetics400_classes(train_csv if train_csv.is_file() else _k400_csv(cfg, "test"))
+
+
+def official_split(cfg: DataConfig, subset: Subset, classes: Sequence[str] | None = None) -> DatasetSplit:
+    """One split of HMDB51, UCF101 or Kinetics-400 from its distributed files (Kinetics-400: ``train.csv``, and
+    ``validate.csv`` or ``val.csv`` as the test split, in ``data.splits``; ``classes`` as
+    :func:`official_classes` gives them)."""
+    _check_official(cfg)
+    assert cfg.splits is not None and cfg.root is not None
+    if cfg.source == "hmdb51":
+        return hmdb51_split(cfg.splits, cfg.root, cfg.split, subset)
+    if cfg.source == "ucf101":
+        return ucf101_split(cfg.splits, cfg.root, cfg.split, subset)
+    return kinetics400_csv(_k400_csv(cfg, subset), cfg.root, classes=classes)
+
+
+def _where(cfg: DataConfig) -> str:
+    names = {"hmdb51": "HMDB51 split files", "ucf101": "UCF101 classInd.txt",
+             "kinetics400": "Kinetics-400 annotation CSVs"}
+    return f"the {names[cfg.source]} in {cfg.splits}"
+
+
+# ---------------------------------------------------------------------------------------------- lists
+
+def _conflfg_without_conflict(spec: SetConfig, items: Sequence[ClipItem]) -> str | None:
+    """``file:line`` and the line of the first ConflFG entry without its conflict (pasted actor) label."""
+    lines = [(n, line) for n, line in enumerate(read_text_lines(spec.list), 1)
+             if line.strip() and not line.lstrip().startswith("#")]  # the entries read_list reads, in order
+    for (lineno, line), it in zip(lines, items):
+        if "conflict_label" not in it.extra:
+            return f"{spec.list}:{lineno}: {line.strip()!r}"
+    return None
+
+
+def _list_set(
+    name: str, spec: SetConfig, default_root: Path | None, classes: list[str] | None, num_classes: int | None,
+) -> DatasetSplit:
+    """A configured list as a split; every label must fit the classes and ``model.num_classes``."""
+    if not spec.list.is_file():
+        raise FileNotFoundError(f"data.{name}.list: file not found: {spec.list}")
+    items = read_list(spec.list, root=spec.root or default_root, key=spec.key)
+    if name == "bias.conflfg":
+        bad = _conflfg_without_conflict(spec, items)
+        if bad:
+            raise ValueError(f"data.bias.conflfg: {bad} has no conflict label: ConflFG lines are '<path> <label> "
+                             "<pasted actor's label>' (rawframes: '<dir> <num_frames> <label> <pasted label>')")
+    limits = [(n, what) for n, what in ((num_classes, f"model.num_classes={num_classes}"),
+                                        (len(classes) if classes else None,
+                                         f"{len(classes or [])} class names")) if n is not None]
+    for limit, what in limits:
+        for extra in ("label", "conflict_label"):
+            bad_items = [it for it in items if (it.label if extra == "label" else it.extra.get(extra, -1)) >= limit]
+            if bad_items:
+                it = bad_items[0]
+                value = it.label if extra == "label" else it.extra[extra]
+                raise ValueError(
+                    f"data.{name}: {extra} {value} of {it.source} is out of range for {what} ({len(bad_items)} such "
+                    f"entries in {spec.list}; the list needs at least {value + 1} classes)")
+    names = list(classes) if classes else [str(i) for i in range(num_classes or max(it.label for it in items) + 1)]
+    missing = {it.key: str(it.source) for it in items if not it.source.exists()}
+    return DatasetSplit(spec.list.stem, items, names, missing, str(spec.list))
+
+
+def _class_names(cfg: DataConfig) -> tuple[list[str] | None, Path | None]:
+    path = cfg.classes or ((cfg.root / "classes.txt") if cfg.root is not None else None)
+    if cfg.classes is not None and not cfg.classes.is_file():
+        raise FileNotFoundError(f"data.classes: file not found: {cfg.classes}")
+    if path is None or not path.is_file():
+        return None, None
+    return read_classes(path), path
+
+
+# ------------------------------------------------------------------------------------------ bias sets
+
+def release_dataset(cfg: DataConfig, found: Sequence[str]) -> str:
+    """The dataset prefix whose sets a run reads under ``data.bias_root``."""
+    if cfg.bias_dataset:
+        return cfg.bias_dataset
+    if cfg.source in RELEASE_NAME:
+        return RELEASE_NAME[cfg.source]
+    names = sorted(set(found))
+    if len(names) == 1:
+        return names[0]
+    raise ValueError(f"data.bias_dataset: {cfg.bias_root} holds the sets of {', '.join(names) or 'no dataset'}; "
+                     "name the one to read (e.g. data.bias_dataset=HMDB51, check-data --dataset HMDB51)")
+
+
+def bias_labeler(cfg: DataConfig, ds: str, classes: Sequence[str], splits: Sequence[DatasetSplit]) -> LabelFn:
+    """Labels of the release's files: generated videos are named after the video they come from, so a key
+    is labelled through the dataset's own splits, then ``data.bias_labels`` (a ``filename,label`` CSV), then
+    (UCF101) the class in its ``v_<Class>_gNN_cNN`` name, matched case-insensitively."""
+    mapping: dict[str, str] = {}
+    for split in splits:
+        for it in split.items:
+            if 0 <= it.label < len(split.classes):
+                mapping[it.key] = split.classes[it.label]
+                mapping.setdefault(Path(it.source).stem, split.classes[it.label])
+    labelers = [class_labeler(classes, mapping)] if mapping else []
+    if cfg.bias_labels is not None:
+        labelers.append(csv_labeler(cfg.bias_labels, classes))
+    if ds == "UCF101":
+        labelers.append(class_labeler(classes, ucf_class))
+    if not labelers:
+        raise ValueError(f"data.bias_labels: nothing labels the {ds} sets in {cfg.bias_root}: give the dataset's "
+                         "splits (data.source), a filename,label CSV (data.bias_labels) or lists naming the videos")
+    return chain_labelers(*labelers)
+
+
+def _release_sets(
+    cfg: DataConfig, classes: list[str] | None, splits: Sequence[DatasetSplit], run: _Collect, spec: DataSpec,
+) -> dict[str, dict[str, DatasetSplit]]:
+    """The chosen dataset's sets under ``data.bias_root``: {kind: {source: split}}; others are skipped."""
+    found_sets: dict[str, dict[str, DatasetSplit]] = {"scuba": {}, "scufo": {}, "conflfg": {}}
+    root = cfg.bias_root
+    assert root is not None
+    found = find_bias_sets(root) if root.is_dir() else {}
+    if not found:
+        what = "no <DS>_<SCUBA|SCUFO|ConflFG>_<Source> folders" + ("" if root.is_dir() else " (not a folder)")
+        run.fail(DataProblem(str(root), "", "layout", what),
+                 FileNotFoundError(f"data.bias_root: {what}: {root}"))
+        return found_sets
+    ds = run.attempt("data.bias_dataset", lambda: release_dataset(cfg, [d for d, _, _ in found]))
+    if ds is None:
+        return found_sets
+    spec.skipped = sorted(p.name for (d, _, _), p in found.items() if d != ds)
+    mine = {(k, s): p for (d, k, s), p in found.items() if d == ds}
+    if not mine:
+        run.fail(DataProblem(str(root), "", "layout", f"no {ds}_SCUBA_*, {ds}_SCUFO_* or {ds}_ConflFG_* folder"),
+                 FileNotFoundError(f"data.bias_root: no {ds}_SCUBA_*, {ds}_SCUFO_* or {ds}_ConflFG_* folder in "
+                                   f"{root}"))
+        return found_sets
+    if classes is None:
+        run.fail(DataProblem(str(root), "", "usage", f"the {ds} sets need class names: data.classes (or a "
+                             "classes.txt in data.root) or a dataset source"),
+                 ValueError(f"data.classes: the {ds} sets in {root} need class names"))
+        return found_sets
+    label_of = run.attempt(f"{ds} bias sets", lambda: bias_labeler(cfg, ds, classes, splits))
+    if label_of is None:
+        return found_sets
+    for (kind, source), folder in mine.items():
+        split = run.attempt(folder.name, lambda k=kind, s=source: albar_bias_set(root, ds, k, s, label_of, classes))
+        if split is not None:
+            found_sets[kind.lower()][source.lower()] = split
+    return found_sets
+
+
+# ------------------------------------------------------------------------------------------ resolution
+
+def resolve_data(
+    cfg: DataConfig,
+    num_classes: int | None = None,
+    train: bool = True,
+    strict: bool = True,
+    progress: bool = True,
+    label_splits: Sequence[DatasetSplit] = (),
+) -> DataSpec:
+    """The splits ``cfg`` names, labelled and checked, before any decoding (see the module docstring).
+
+    Checked here: ``model.num_classes`` against every source of class names (official splits, class files,
+    list labels), duplicate keys in val/test/bias sets, ConflFG conflict labels, SCUBA/SCUFO pairing
+    (labels must agree; a SCUBA clip without its still keeps a failing SCUFO item; a still without a clip
+    is left out). ``label_splits`` label bias-set files besides the dataset's own splits (check-data's extra
+    CSVs). ``strict``: raise the first fatal problem; else collect all in ``problems``.
+    """
+    run = _Collect(strict)
+    if cfg.source == "synthetic":
+        cfg = synthetic_lists(cfg, progress)
+    spec = DataSpec(config=cfg)
+    classes: list[str] | None = None
+    known_splits: list[DatasetSplit] = list(label_splits)
+    if cfg.source in RELEASE_NAME:
+        # each split on its own, so that check-data still reports (and labels through) the others when one
+        # of them is broken; Kinetics-400's training clips are looked for only when training
+        name = f"data.source={cfg.source}"
+        classes = run.attempt(name, lambda: official_classes(cfg))
+        if classes is not None:
+            tr = (run.attempt(name, lambda: official_split(cfg, "train", classes))
+                  if train or cfg.source != "kinetics400" else None)
+            spec.test = run.attempt(name, lambda: official_split(cfg, "test", classes))
+            spec.train = tr if train else None
+            known_splits += [s for s in (tr, spec.test) if s is not None]
+            if num_classes is not None and num_classes != len(classes):
+                run.fail(DataProblem("model.num_classes", str(cfg.splits), "num_classes",
+                                     f"model.num_classes={num_classes} but {_where(cfg)} define {len(classes)} "
+                                     "classes"))
+    else:
+        names = run.attempt("data.classes", lambda: _class_names(cfg))
+        if names is not None and names[0] is not None:
+            classes = names[0]
+            if num_classes is not None and num_classes != len(classes):
+                run.fail(DataProblem("model.num_classes", str(names[1]), "num_classes",
+                                     f"model.num_classes={num_classes} but the class list {names[1]} names "
+                                     f"{len(classes)} classes"))
+        for role in ("train", "val", "test"):
+            set_cfg = getattr(cfg, role)
+            if role in ("train", "val") and not train:
+                continue
+            if set_cfg is None:
+                if role == "train" and train:
+                    run.fail(DataProblem("data.train", "", "usage", "training needs a training list"),
+                             ValueError("data.train: training needs a training list"))
+                continue
+            split = run.attempt(f"data.{role}", lambda r=role, s=set_cfg: _list_set(r, s, cfg.root, classes,
+                                                                                    num_classes))
+            setattr(spec, role, split)
+            if split is not None:
+                known_splits.append(split)
+        if classes is None and label_splits:  # e.g. check-data --hmdb51-csv: names from the labelling CSV
+            classes = list(label_splits[0].classes)
+    spec.classes = classes
+
+    release: dict[str, dict[str, DatasetSplit]] = {"scuba": {}, "scufo": {}, "conflfg": {}}
+    if cfg.bias_root is not None:
+        release = _release_sets(cfg, classes, known_splits, run, spec)
+    spec.scuba.update(release["scuba"])
+    spec.scufo.update(release["scufo"])
+    if release["conflfg"]:
+        spec.conflfg = next(iter(release["conflfg"].values()))
+    for kind in ("scuba", "scufo"):
+        for source, set_cfg in getattr(cfg.bias, kind).items():
+            split = run.attempt(f"data.bias.{kind}.{source}", lambda k=kind, s=source, c=set_cfg: _list_set(
+                f"bias.{k}.{s}", c, cfg.root, classes, num_classes))
+            if split is not None:
+                getattr(spec, kind)[source] = split
+    if cfg.bias.conflfg is not None:
+        spec.conflfg = run.attempt("data.bias.conflfg", lambda: _list_set(
+            "bias.conflfg", cfg.bias.conflfg, cfg.root, classes, num_classes)) or spec.conflfg
+
+    # duplicate keys: a per-key score (and the SCUBA/SCUFO pairing) would keep one of them silently
+    for role, split in spec.roles().items():
+        if role == "train":
+            continue
+        for key, count in split.duplicate_keys().items():
+            run.fail(DataProblem(role, split.origin, "duplicate", f"key {key!r} appears {count} times in "
+                                 f"{split.origin or split.name}"),
+                     ValueError(f"data ({role}): duplicate key {key!r} ({count} times) in {split.origin or split.name}:"
+                                " every evaluated item needs its own key"))
+    _pair(cfg, spec, run)
+    spec.problems = run.problems
+    return spec
+
+
+def _pair(cfg: DataConfig, spec: DataSpec, run: _Collect) -> None:
+    """SCUBA and SCUFO pair by key, for contrasted accuracy: checked now, not after training."""
+    if not spec.scufo:
+        return
+    only = sorted(set(spec.scuba) ^ set(spec.scufo))
+    if only:
+        reason = (f"SCUBA sources {sorted(spec.scuba)} and SCUFO sources {sorted(spec.scufo)} differ: "
+                  f"{only} have one but not the other")
+        run.fail(DataProblem("data.bias", "", "pairing", reason), ValueError(f"data.bias: {reason}"))
+    for source in sorted(set(spec.scuba) & set(spec.scufo)):
+        scuba, scufo = spec.scuba[source], spec.scufo[source]
+        report = check_pairing(scuba, scufo)
+        for key, (a, b) in report.label_mismatch.items():
+            reason = f"SCUBA label {a} != SCUFO label {b}"
+            run.fail(DataProblem(f"{source}", key, "pairing", reason), ValueError(
+                f"data.bias ({source}): SCUBA and SCUFO items do not pair by key ({key}: {reason}). Keys are file "
+                "stems with `key: stem` in each set's config"))
+        if not (report.only_scuba or report.only_scufo):
+            continue
+        # a release folder, or a list: then a missing still is named like the listed ones
+        folders = {Path(it.source).parent for it in scufo.items}
+        still_folder = Path(scufo.origin) if scufo.origin and Path(scufo.origin).is_dir() else (
+            folders.pop() if len(folders) == 1 else Path(scufo.origin).parent)
+        completed, notes = complete_scufo(scuba, scufo, still_folder)
+        completed.items = [ClipItem(it.source, it.label, it.key, {**it.extra, NO_STILL: True})
+                           if it.key in report.only_scuba else it for it in completed.items]
+        spec.scufo[source] = completed
+        paths = {it.key: str(it.source) for it in scuba.items}
+        paths.update({it.key: str(it.source) for it in scufo.items if it.key in report.only_scufo})
+        for key, note in notes.items():
+            run.problems.append(DataProblem(scufo.name, paths[key], "pairing", note, fatal=False))
+
+
+# ---------------------------------------------------------------------------------------------- datasets
+
+@dataclass
+class DataBundle:
+    train: ClipDataset | None = None
+    val: ClipDataset | None = None
+    test: ClipDataset | ViewDataset | None = None
+    scuba: dict[str, ClipDataset | ViewDataset] = field(default_factory=dict)
+    scufo: dict[str, ClipDataset | ViewDataset] = field(default_factory=dict)
+    conflfg: ClipDataset | ViewDataset | None = None
+    classes: list[str] | None = None
+    problems: list[DataProblem] = field(default_factory=list)  # non-fatal, already reported
+
+    def eval_sets(self) -> dict[str, ClipDataset | ViewDataset]:
+        """Every evaluation set by name: test, scuba_<source>, scufo_<source>, conflfg."""
+        sets = {"test": self.test} if self.test is not None else {}
+        sets.update({f"scuba_{k}": v for k, v in self.scuba.items()})
+        sets.update({f"scufo_{k}": v for k, v in self.scufo.items()})
+        if self.conflfg is not None:
+            sets["conflfg"] = self.conflfg
+        return sets
+
+
+def warnings_of(spec: DataSpec, train: bool = True, limit: int = 10) -> list[str]:
+    """Terminal lines for what a run will work around: missing files (kept: they fail when read), unpaired
+    SCUBA/SCUFO items, other datasets' sets skipped. At most ``limit`` files per set, then a count."""
+    lines: list[str] = []
+    by_set: dict[str, list[str]] = {}
+    for p in spec.problems:
+        if not p.fatal:
+            by_set.setdefault(p.set, []).append(f"{p.file}: {p.reason}")
+    for role, split in spec.roles().items():
+        if role == "train" and not train:
+            continue
+        fate = ("replaced by another clip during training (failures.jsonl)" if role == "train"
+                else "kept, counts as a failed item")
+        paired = {it.key for it in split.items if it.extra.get(NO_STILL)}
+        for key, path in split.missing.items():
+            if key in paired:
+                continue
+            searched = split.searched.get(key)
+            where = f" (searched: {', '.join(searched)})" if searched and len(searched) > 1 else ""
+            by_set.setdefault(f"{role} ({split.origin or split.name})", []).append(
+                f"{path}: missing{where}; {fate}")
+    for name, entries in by_set.items():
+        lines += [f"data: {name}: {e}" for e in entries[:limit]]
+        if len(entries) > limit:
+            lines.append(f"data: {name}: and {len(entries) - limit} more (albar check-data lists them all)")
+    if spec.skipped:
+        lines.append(f"data: bias_root: skipped {len(spec.skipped)} set(s) of other datasets")
+    return lines
 
 
 def build_data(
     cfg: DataConfig, seed: int, num_classes: int | None = None, train: bool = True, progress: bool = True,
+    warn: Callable[[str], None] | None = None,
 ) -> DataBundle:
-    """Datasets of a run. Every list is checked before any work; errors name the config key."""
-    if cfg.source == "synthetic":
-        cfg = synthetic_lists(cfg, progress)
-    official = official_splits(cfg) if cfg.source in _RELEASE_NAME else None
+    """Datasets of a run, from :func:`resolve_data` (strict): every list, label and pairing is checked before
+    any work, errors name the config key or file. What is worked around is reported through ``warn``
+    (default: one line each on stderr)."""
+    spec = resolve_data(cfg, num_classes, train=train, strict=True, progress=progress)
+    cfg = spec.config or cfg
+    for line in warnings_of(spec, train):
+        (warn or (lambda s: print(s, file=sys.stderr, flush=True)))(line)
     test_tf = build_transform(False, cfg.crop_size, cfg.resize_short, cfg.train_crop, cfg.hflip, cfg.mean, cfg.std)
     train_tf = build_transform(True, cfg.crop_size, cfg.resize_short, cfg.train_crop, cfg.hflip, cfg.mean, cfg.std)
-
     multi_view = cfg.test_view not in ("center", "first")
 
     def dataset(items: list[ClipItem], training: bool, views: bool = True) -> ClipDataset | ViewDataset:
@@ -131,53 +534,22 @@ def build_data(
         return ClipDataset(items, cfg.num_frames, cfg.stride, mode=mode, transform=train_tf if training else test_tf,
                            seed=seed, cache=cfg.cache, min_frames=cfg.min_frames)
 
-    out = DataBundle()
+    out = DataBundle(classes=spec.classes, problems=[p for p in spec.problems if not p.fatal])
     if train:
-        if official is not None:
-            train_items = official[0].items
-        elif cfg.train is None:
-            raise ValueError("data.train: training needs a training list")
-        else:
-            train_items = _items("train", cfg.train, cfg.root, num_classes)
-        if cfg.val is not None:
-            val_items = _items("val", cfg.val, cfg.root, num_classes)
+        assert spec.train is not None
+        train_items = spec.train.items
+        if spec.val is not None:
+            val_items = spec.val.items
         else:
             train_items, val_items = holdout_split(train_items, cfg.val_fraction, seed)
         # validation picks the model on one clip per video, whatever the test view
         out.train, out.val = dataset(train_items, True), dataset(val_items, False, views=False)
-    if official is not None:
-        out.test = dataset(official[1].items, False)
-        out.classes = official[0].classes
-        if cfg.bias_root is not None:
-            release = release_bias_sets(cfg, official)
-            out.scuba.update({k: dataset(v, False) for k, v in release["scuba"].items()})
-            out.scufo.update({k: dataset(v, False) for k, v in release["scufo"].items()})
-            if release["conflfg"]:
-                out.conflfg = dataset(next(iter(release["conflfg"].values())), False)
-    elif cfg.test is not None:
-        out.test = dataset(_items("test", cfg.test, cfg.root, num_classes), False)
-    missing = sorted(set(cfg.bias.scuba) ^ set(cfg.bias.scufo))
-    if missing and cfg.bias.scufo:
-        raise ValueError(f"data.bias: sources {missing} have SCUBA or SCUFO but not both")
-    for source, spec in cfg.bias.scuba.items():
-        out.scuba[source] = dataset(_items(f"bias.scuba.{source}", spec, cfg.root, num_classes), False)
-    for source, spec in cfg.bias.scufo.items():
-        out.scufo[source] = dataset(_items(f"bias.scufo.{source}", spec, cfg.root, num_classes), False)
-    if cfg.bias.conflfg is not None:
-        out.conflfg = dataset(_items("bias.conflfg", cfg.bias.conflfg, cfg.root, num_classes), False)
-    classes_file = (cfg.root / "classes.txt") if cfg.root is not None else None
-    if out.classes is None and classes_file is not None and classes_file.is_file():
-        out.classes = classes_file.read_text().split()
-    if out.scufo and set(out.scuba) != set(out.scufo):
-        raise ValueError(f"data: SCUBA sources {sorted(out.scuba)} and SCUFO sources {sorted(out.scufo)} differ")
-    for source in out.scufo:  # contrasted accuracy pairs them by key: check now, not after training
-        report = check_pairing(out.scuba[source].items, out.scufo[source].items)
-        if not report.ok:
-            shown = "; ".join(f"{k}: {v}" for k, v in list(report.problems().items())[:3])
-            raise ValueError(
-                f"data.bias ({source}): SCUBA and SCUFO items do not pair by key ({shown}). Keys are file stems "
-                f"with `key: stem` in each set's config"
-            )
+    if spec.test is not None:
+        out.test = dataset(spec.test.items, False)
+    out.scuba = {k: dataset(v.items, False) for k, v in spec.scuba.items()}
+    out.scufo = {k: dataset(v.items, False) for k, v in spec.scufo.items()}
+    if spec.conflfg is not None:
+        out.conflfg = dataset(spec.conflfg.items, False)
     return out
 
 

@@ -8,13 +8,14 @@ evaluation denominators stay intact: it fails at read time, counted wrong) and i
 from __future__ import annotations
 
 import csv
+import io
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from albar.data.lists import ClipItem, read_list
+from albar.data.lists import ClipItem, read_list, read_text_lines
 
 Subset = Literal["train", "test"]
 
@@ -37,6 +38,16 @@ class DatasetSplit:
     items: list[ClipItem]
     classes: list[str]
     missing: dict[str, str] = field(default_factory=dict)  # key -> path of a listed file not on disk
+    origin: str = ""  # the file or folder the items were read from (named in errors)
+    searched: dict[str, list[str]] = field(default_factory=dict)  # key -> every path tried, for missing keys
+
+    def duplicate_keys(self) -> dict[str, int]:
+        """Keys listed more than once, with their counts: a per-key metric (and SCUBA/SCUFO pairing) would
+        silently keep one of them."""
+        counts: dict[str, int] = {}
+        for it in self.items:
+            counts[it.key] = counts.get(it.key, 0) + 1
+        return {k: n for k, n in counts.items() if n > 1}
 
     def class_name(self, label: int) -> str:
         return self.classes[label] if 0 <= label < len(self.classes) else f"<label {label}>"
@@ -49,9 +60,18 @@ class DatasetSplit:
         return counts
 
 
-def _with_missing(name: str, items: list[ClipItem], classes: list[str]) -> DatasetSplit:
+def _with_missing(name: str, items: list[ClipItem], classes: list[str], origin: str | Path = "") -> DatasetSplit:
     missing = {it.key: str(it.source) for it in items if not it.source.exists()}
-    return DatasetSplit(name, items, classes, missing)
+    return DatasetSplit(name, items, classes, missing, str(origin))
+
+
+def _content_lines(path: Path) -> list[tuple[int, str]]:
+    """``(line number, line)`` of the non-blank lines of a text file (any of UTF-8 with or without BOM, CRLF);
+    a file with none is an error naming it (an empty split would otherwise train or score on nothing)."""
+    lines = [(n, line) for n, line in enumerate(read_text_lines(path), 1) if line.strip()]
+    if not lines:
+        raise ValueError(f"{path}: no entries (the file is empty)")
+    return lines
 
 
 def read_classes(path: str | Path) -> list[str]:
@@ -59,7 +79,7 @@ def read_classes(path: str | Path) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"class list not found: {path}")
-    rows = [line.split() for line in path.read_text().splitlines() if line.strip()]
+    rows = [line.split() for _, line in _content_lines(path)]
     if rows and all(len(r) == 2 and r[0].isdigit() for r in rows):
         by_index = {int(i): name for i, name in rows}
         if sorted(by_index) != list(range(1, len(rows) + 1)):
@@ -73,6 +93,18 @@ def read_classes(path: str | Path) -> list[str]:
 _HMDB_SPLIT = re.compile(r"^(?P<cls>.+)_test_split(?P<split>[123])\.txt$")
 
 
+def _hmdb51_split_files(split_dir: Path, split: int) -> list[Path]:
+    files = sorted(p for p in Path(split_dir).glob(f"*_test_split{split}.txt") if _HMDB_SPLIT.match(p.name))
+    if not files:
+        raise FileNotFoundError(f"no HMDB51 split files '*_test_split{split}.txt' in {split_dir}")
+    return files
+
+
+def hmdb51_classes(split_dir: str | Path, split: int = 1) -> list[str]:
+    """HMDB51's class names (sorted, mmaction2's order) from the split files' names alone."""
+    return [_HMDB_SPLIT.match(p.name)["cls"] for p in _hmdb51_split_files(Path(split_dir), split)]
+
+
 def hmdb51_split(
     split_dir: str | Path, video_root: str | Path, split: int = 1, subset: Subset = "train",
 ) -> DatasetSplit:
@@ -80,17 +112,13 @@ def hmdb51_split(
     2 test, 0 unused) over ``<video_root>/<class>/<video>.avi``. Classes sorted by name (mmaction2 order);
     keys are the video stems."""
     split_dir, video_root = Path(split_dir), Path(video_root)
-    files = sorted(p for p in split_dir.glob(f"*_test_split{split}.txt") if _HMDB_SPLIT.match(p.name))
-    if not files:
-        raise FileNotFoundError(f"no HMDB51 split files '*_test_split{split}.txt' in {split_dir}")
+    files = _hmdb51_split_files(split_dir, split)
     classes = [_HMDB_SPLIT.match(p.name)["cls"] for p in files]
     want = {"train": 1, "test": 2}[subset]
     items, problems = [], {}
     for label, (cls, path) in enumerate(zip(classes, files)):
-        for lineno, line in enumerate(path.read_text().splitlines(), 1):
+        for lineno, line in _content_lines(path):  # lines carry a trailing space in the release
             parts = line.split()
-            if not parts:
-                continue
             if len(parts) != 2 or parts[1] not in {"0", "1", "2"}:
                 problems[f"{path}:{lineno}"] = f"expected '<video>.avi <0|1|2>', got {line!r}"
                 continue
@@ -98,7 +126,7 @@ def hmdb51_split(
                 items.append(ClipItem(video_root / cls / parts[0], label, Path(parts[0]).stem))
     if problems:
         raise LabelError(f"HMDB51 split {split} in {split_dir}", problems)
-    return _with_missing(f"hmdb51_split{split}_{subset}", items, classes)
+    return _with_missing(f"hmdb51_split{split}_{subset}", items, classes, split_dir)
 
 
 def hmdb51_csv(
@@ -149,18 +177,24 @@ def hmdb51_csv(
         raise LabelError(str(csv_path), problems)
     if names is None:
         names = [str(i) for i in range(max(it.label for it in items) + 1)]
-    return _with_missing(csv_path.stem, items, names)
+    return _with_missing(csv_path.stem, items, names, csv_path)
 
 
 def read_csv_rows(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
+    """Rows of a CSV with a header (UTF-8 with or without BOM, CRLF or LF; header names stripped).
+    A missing file, a missing column or a file without rows is an error naming the file."""
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"annotation CSV not found: {path}")
-    with path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in required if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{path}: missing column(s) {missing}; has {reader.fieldnames}")
-        return list(reader)
+    reader = csv.DictReader(io.StringIO("\n".join(read_text_lines(path))))
+    reader.fieldnames = [f.strip() for f in (reader.fieldnames or [])]
+    missing = [c for c in required if c not in reader.fieldnames]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {missing}; has {reader.fieldnames}")
+    rows = [r for r in reader if any((v or "").strip() for v in r.values())]
+    if not rows:
+        raise ValueError(f"{path}: no rows under the header (the file is empty)")
+    return rows
 
 
 # ----------------------------------------------------------------------------------------------- UCF101
@@ -178,10 +212,8 @@ def ucf101_split(
     if not path.is_file():
         raise FileNotFoundError(f"UCF101 list not found: {path}")
     items, problems = [], {}
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+    for lineno, line in _content_lines(path):  # CRLF in the release
         parts = line.split()
-        if not parts:
-            continue
         rel = Path(parts[0])
         where = f"{path}:{lineno}"
         folder = rel.parts[0] if len(rel.parts) > 1 else None
@@ -204,17 +236,52 @@ def ucf101_split(
         items.append(ClipItem(video_root / rel, label, rel.stem))
     if problems:
         raise LabelError(str(path), problems)
-    return _with_missing(f"ucf101_split{split}_{subset}", items, classes)
+    return _with_missing(f"ucf101_split{split}_{subset}", items, classes, path)
 
 
 # ------------------------------------------------------------------------------------------ Kinetics-400
 
-K400Layout = Literal["auto", "flat", "split", "label"]
+K400Layout = Literal["auto", "flat", "split", "split_label", "videos_split_label", "label"]
+K400_LAYOUTS: tuple[str, ...] = ("flat", "split", "split_label", "videos_split_label", "label")
+
+# The CSV's split column (train, val or validate, test) and the folder names the downloaders give it.
+_SPLIT_DIRS = {"train": ("train",), "val": ("val", "validate"), "validate": ("val", "validate"),
+               "valid": ("val", "validate"), "test": ("test",)}
 
 
 def kinetics_clip_name(youtube_id: str, time_start: str | float, time_end: str | float) -> str:
     """``<youtube_id>_<start:06d>_<end:06d>.mp4``, the trimmed-clip name of the official downloader."""
     return f"{youtube_id}_{int(float(time_start)):06d}_{int(float(time_end)):06d}.mp4"
+
+
+def _label_dirs(label: str) -> list[str]:
+    """Spellings of a class folder: as in the CSV, ``_`` for spaces, and also without quotes/parentheses."""
+    spelled = [label, label.replace(" ", "_"), re.sub(r"[\"'()]", "", label).replace(" ", "_")]
+    return list(dict.fromkeys(spelled))
+
+
+def kinetics_candidates(root: Path, name: str, label: str, split: str) -> dict[str, list[Path]]:
+    """Where each known layout keeps clip ``name`` of class ``label`` in CSV split ``split``."""
+    splits = _SPLIT_DIRS.get(split.strip().lower(), (split.strip(),)) if split.strip() else ()
+    labels = _label_dirs(label)
+    return {
+        "flat": [root / name],
+        "split": [root / s / name for s in splits],  # cvdfoundation/kinetics-dataset
+        "split_label": [root / s / lab / name for s in splits for lab in labels],  # its arrange_by_classes.py
+        "videos_split_label": [root / f"videos_{s}" / lab / name for s in splits for lab in labels],  # mmaction2
+        "label": [root / lab / name for lab in labels],
+    }
+
+
+def _csv_split(csv_path: Path) -> str:
+    stem = csv_path.stem.lower()
+    return next((s for s in ("train", "validate", "val", "test") if s in stem), "")
+
+
+def kinetics400_classes(csv_path: str | Path) -> list[str]:
+    """The class names of a Kinetics-400 annotation CSV (sorted labels), without looking for any clip."""
+    rows = read_csv_rows(Path(csv_path), required=("label",))
+    return sorted({r["label"].strip() for r in rows})
 
 
 def kinetics400_csv(
@@ -225,37 +292,54 @@ def kinetics400_csv(
 ) -> DatasetSplit:
     """Kinetics-400 from an official annotation CSV (``label,youtube_id,time_start,time_end,split``).
 
-    ``layout``: ``flat`` (``<root>/<clip>``), ``split`` (``<root>/<split>/<clip>``), ``label``
-    (``<root>/<label>/<clip>``, label folder spelled as in the CSV or with ``_`` for spaces), ``auto`` (the
-    first of these that exists per clip). Class names: ``classes`` (pass the train CSV's for the val CSV)
-    or the CSV's sorted labels. A clip found nowhere keeps its ``layout`` path (flat for ``auto``) and is
-    listed in ``missing``. Keys are the clip stems.
+    ``layout``: ``flat`` (``<root>/<clip>``), ``split`` (``<root>/<split>/<clip>``, the official
+    downloader), ``split_label`` (``<root>/<split>/<label>/<clip>``, its ``arrange_by_classes.py``),
+    ``videos_split_label`` (mmaction2's ``<root>/videos_<split>/<label>/<clip>``), ``label``
+    (``<root>/<label>/<clip>``), or ``auto``: each clip is looked for in every layout, the one that found the
+    previous clip first (so a whole copy costs about one look-up per clip). ``<split>`` is the CSV's split
+    column (``train``; ``val``/``validate``: folder ``val`` or ``validate``; ``test``), or the CSV's name when
+    it has no such column; a label folder is spelled as in the CSV or with ``_`` for spaces. Class names:
+    ``classes`` (pass the train CSV's for the val CSV) or the CSV's sorted labels. A clip found nowhere keeps
+    its first path in layout order (flat for ``auto``), is listed in ``missing`` and, with every path tried,
+    in ``searched``. Keys are the clip stems.
     """
     csv_path, video_root = Path(csv_path), Path(video_root)
     rows = read_csv_rows(csv_path, required=("label", "youtube_id", "time_start", "time_end"))
-    names = list(classes) if classes is not None else sorted({r["label"] for r in rows})
+    names = list(classes) if classes is not None else sorted({r["label"].strip() for r in rows})
     index = {n: i for i, n in enumerate(names)}
+    default_split = _csv_split(csv_path)
+    order = list(K400_LAYOUTS) if layout == "auto" else [layout]
     items, problems = [], {}
+    searched: dict[str, list[str]] = {}
     for lineno, r in enumerate(rows, 2):
-        label = r["label"]
+        label = r["label"].strip()
         if label not in index:
             problems[f"{csv_path}:{lineno}"] = f"unknown class {label!r}"
             continue
-        name = kinetics_clip_name(r["youtube_id"], r["time_start"], r["time_end"])
-        candidates = {
-            "flat": [video_root / name],
-            "split": [video_root / r.get("split", "") / name],
-            "label": [video_root / label / name, video_root / label.replace(" ", "_") / name],
-        }
-        if layout == "auto":
-            order = candidates["flat"] + candidates["split"] + candidates["label"]
-        else:
-            order = candidates[layout]
-        source = next((c for c in order if c.exists()), order[0])
-        items.append(ClipItem(source, index[label], Path(name).stem, {"youtube_id": r["youtube_id"]}))
+        try:
+            name = kinetics_clip_name(r["youtube_id"].strip(), r["time_start"], r["time_end"])
+        except (TypeError, ValueError):
+            problems[f"{csv_path}:{lineno}"] = (f"time_start/time_end must be numbers, got "
+                                                f"{r['time_start']!r}, {r['time_end']!r}")
+            continue
+        candidates = kinetics_candidates(video_root, name, label, r.get("split") or default_split)
+        source = None
+        for i, kind in enumerate(order):
+            source = next((c for c in candidates[kind] if c.exists()), None)
+            if source is not None:
+                order.insert(0, order.pop(i))  # most clips of a copy share its layout
+                break
+        key = Path(name).stem
+        if source is None:  # kept at its first path in layout order (flat for auto): it fails at read time
+            tried = [c for kind in K400_LAYOUTS if layout in ("auto", kind) for c in candidates[kind]]
+            searched[key] = [str(c) for c in tried]
+            source = tried[0] if tried else video_root / name
+        items.append(ClipItem(source, index[label], key, {"youtube_id": r["youtube_id"].strip()}))
     if problems:
         raise LabelError(str(csv_path), problems)
-    return _with_missing(csv_path.stem, items, names)
+    split = _with_missing(csv_path.stem, items, names, csv_path)
+    split.searched = {k: v for k, v in searched.items() if k in split.missing}
+    return split
 
 
 def list_split(
@@ -280,4 +364,4 @@ def list_split(
            if it.label >= len(names)}
     if bad and strict:
         raise LabelError(str(list_path), bad)
-    return _with_missing(name or Path(list_path).stem, items, names)
+    return _with_missing(name or Path(list_path).stem, items, names, list_path)
