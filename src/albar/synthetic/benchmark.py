@@ -30,7 +30,7 @@ from albar.synthetic.render import (
     ClipSpec,
     render_clip,
 )
-from albar.utils import atomic_write_json, parallel_map
+from albar.utils import atomic_write_json, building_folder, parallel_map, remove_dead_leftovers
 
 FORMAT_VERSION = 2  # bump when rendering changes: a cached benchmark of another version is not reused
 
@@ -184,7 +184,8 @@ def build_benchmark(
         )
     if root.exists() and any(root.iterdir()):
         raise FileExistsError(f"{root} exists and is not a synthetic benchmark; choose an empty folder")
-    tmp = root.with_name(f".{root.name}.building-{os.getpid()}")
+    remove_dead_leftovers(root.parent, root.name)  # builds of killed processes; a live one's is left alone
+    tmp = building_folder(root)
     shutil.rmtree(tmp, ignore_errors=True)
     plans = _plan(spec)
     for d in ["lists", *(f"videos/{s}" for s in ("train", "val", "test")), "SYN_ConflFG_Stripe",
