@@ -31,7 +31,7 @@ from albar.data.bias_sets import conflfg_parts, scufo_frame
 from albar.data.io import IMAGE_EXTENSIONS, ClipReadError, encode_jpeg, read_clip, write_frame_zip
 from albar.data.lists import ClipItem, read_list, write_list
 from albar.synthetic.render import draw_stripes, stripe_params
-from albar.utils import atomic_write_json, atomic_write_text, parallel_map
+from albar.utils import atomic_write_json, atomic_write_text, building_folder, parallel_map, remove_dead_leftovers
 
 Layout = Literal["albar", "stillmix"]
 FORMAT = "albar-bias-set/1"
@@ -394,7 +394,8 @@ def build_bias_set(
         bad = sorted(k for k, it in items.items() if it.label >= len(classes))
         if bad:
             raise ValueError(f"{list_path}: label of {bad[0]!r} is out of range for {len(classes)} classes")
-    tmp = out.with_name(f".{out.name}.building-{os.getpid()}")
+    remove_dead_leftovers(out.parent, out.name)  # builds of killed processes; a live one's is left alone
+    tmp = building_folder(out)
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         for kind in ("SCUBA", "SCUFO", *(("ConflFG",) if spec.conflfg else ())):
