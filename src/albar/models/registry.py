@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+import re
+import typing
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 from torchvision.models import get_model_weights
@@ -52,17 +56,58 @@ def replace_head(model: nn.Module, num_classes: int) -> nn.Module:
     return model
 
 
+def _constructor(name: str) -> Callable[..., nn.Module]:
+    """The class whose ``__init__`` receives ``model.kwargs`` (torchvision builders pass theirs on to it)."""
+    if name in _LOCAL:
+        return _LOCAL[name]
+    return typing.get_type_hints(_TORCHVISION[name]).get("return", _TORCHVISION[name])
+
+
+def check_model_kwargs(name: str, kwargs: Mapping[str, Any]) -> None:
+    """ValueError naming ``model.kwargs.<key>`` and the accepted keys when ``name``'s constructor has no such
+    argument (the constructor would raise a bare TypeError deep inside torchvision), or naming ``name`` when
+    the registry does not know it. Cheap: callers run it before any data are read."""
+    if name not in _TORCHVISION and name not in _LOCAL:
+        raise ValueError(f"model.name: unknown model {name!r}; known: {', '.join(list_models())}")
+    params = inspect.signature(_constructor(name)).parameters
+    accepted = sorted(p for p, v in params.items() if p not in ("self", "num_classes", "weights", "progress")
+                      and v.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY))
+    if any(v.kind is inspect.Parameter.VAR_KEYWORD for v in params.values()):
+        return  # takes anything
+    for key in kwargs:
+        if key not in accepted:
+            raise ValueError(f"model.kwargs.{key}: {name} has no such argument; accepted: "
+                             f"{', '.join(accepted) or 'none'}")
+
+
+def _construct(name: str, build: Callable[..., nn.Module], kwargs: Mapping[str, Any], **fixed: Any) -> nn.Module:
+    """``build(**fixed, **kwargs)``; a TypeError caused by ``kwargs`` (an argument the architecture fixes
+    itself, or a value of the wrong type) becomes a ValueError naming the key. Without kwargs nothing is
+    caught: a failure is then a bug and keeps its traceback."""
+    if not kwargs:
+        return build(**fixed)
+    try:
+        return build(**fixed, **kwargs)
+    except TypeError as err:
+        named = [k for k in kwargs if re.search(rf"\b{re.escape(k)}\b", str(err))] or (
+            list(kwargs) if len(kwargs) == 1 else [])
+        key = f"model.kwargs.{named[0]}" if named else f"model.kwargs ({', '.join(kwargs)})"
+        fixed_by_builder = "multiple values" in str(err)
+        reason = f"set by the {name} architecture itself" if fixed_by_builder else f"rejected by {name}: {err}"
+        raise ValueError(f"{key}: {reason}") from err
+
+
 def build_model(name: str, num_classes: int, weights: str | None = None, **kwargs) -> nn.Module:
     """A video classifier with ``num_classes`` outputs, input (B, C, T, H, W).
 
     ``weights``: a torchvision weights name (``KINETICS400_V1`` or ``Swin3D_T_Weights.KINETICS400_V1``,
     downloaded where the internet is) whose head is then resized, or the path of a local checkpoint for
-    this architecture and ``num_classes`` (loaded with ``weights_only=True``).
+    this architecture and ``num_classes`` (loaded with ``weights_only=True``). ``kwargs`` go to the
+    architecture's constructor; an unknown key is a ValueError naming ``model.kwargs.<key>``.
     """
-    if name not in _TORCHVISION and name not in _LOCAL:
-        raise ValueError(f"unknown model {name!r}; known: {', '.join(list_models())}")
+    check_model_kwargs(name, kwargs)
     if name in _LOCAL:
-        model = _LOCAL[name](num_classes=num_classes, **kwargs)
+        model = _construct(name, _LOCAL[name], kwargs, num_classes=num_classes)
         if weights:
             load_checkpoint_weights(model, weights)
         return model
@@ -73,9 +118,9 @@ def build_model(name: str, num_classes: int, weights: str | None = None, **kwarg
             raise ValueError(
                 f"unknown weights {weights!r} for {name}; known: {', '.join(enum.__members__)} or a file path"
             )
-        model = _TORCHVISION[name](weights=enum[member], **kwargs)
+        model = _construct(name, _TORCHVISION[name], kwargs, weights=enum[member])
         return replace_head(model, num_classes)
-    model = replace_head(_TORCHVISION[name](weights=None, **kwargs), num_classes)
+    model = replace_head(_construct(name, _TORCHVISION[name], kwargs, weights=None), num_classes)
     if weights:
         load_checkpoint_weights(model, weights)
     return model
@@ -86,12 +131,19 @@ def looks_like_path(weights: str) -> bool:
     return "/" in weights or "\\" in weights or Path(weights).suffix in {".pt", ".pth", ".bin", ".ckpt"}
 
 
-def load_checkpoint_weights(model: nn.Module, path: str | Path) -> None:
-    """Load a state dict from ``path`` (a bare state dict or a checkpoint with a ``model`` entry)."""
-    path = Path(path)
-    state = torch_load(path, "weights file")
+def load_checkpoint_weights(model: nn.Module, path: str | Path | Mapping[str, Any], name: str | None = None) -> None:
+    """Load a state dict from ``path`` (a bare state dict or a checkpoint with a ``model`` entry), or from an
+    already loaded checkpoint dict (``name``: what messages call it)."""
+    if isinstance(path, Mapping):
+        state: Any = path
+        path = name or "checkpoint"
+    else:
+        path = Path(path)
+        state = torch_load(path, "weights file")
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
+    if not isinstance(state, Mapping) or not all(isinstance(k, str) for k in state):
+        raise ValueError(f"{path} is not a weights file: neither a state dict nor a checkpoint with 'model'")
     state = {k.removeprefix("module."): v for k, v in state.items()}
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
