@@ -43,8 +43,10 @@ def reference(tiny_benchmark, tmp_path_factory):
     return tmp / "ref"
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM, signal.SIGUSR1])
 def test_killed_run_resumes_to_identical_weights(tiny_benchmark, reference, tmp_path, sig):
+    """kill -9, Ctrl-C, and what Slurm/Kubernetes send before a kill (SIGTERM) or ahead of the time limit
+    (SIGUSR1): the rerun ends with the weights of an uninterrupted run."""
     cfg = write_config(tmp_path, tiny_benchmark, "run")
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "albar", "train", "--config", str(cfg), "--no-progress"],
@@ -63,6 +65,11 @@ def test_killed_run_resumes_to_identical_weights(tiny_benchmark, reference, tmp_
         assert "interrupted: saved" in err
     state = torch.load(out / "last.pt", weights_only=True)
     assert 0 < state["step"] < 16
+    if sig in (signal.SIGTERM, signal.SIGUSR1):  # saved at a step boundary, said so, and left the epochs so far
+        assert f"stopped by {sig.name}" in err and str(out / "last.pt") in err, err[-2000:]
+        assert f"stopped by {sig.name}" in (out / "train.log").read_text()
+        rows = (out / "epochs.csv").read_text().splitlines()[1:]
+        assert len(rows) == len(state["history"]) >= 1
     resumed = run_train(cfg)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resumed from" in resumed.stdout
@@ -70,6 +77,8 @@ def test_killed_run_resumes_to_identical_weights(tiny_benchmark, reference, tmp_
     b = torch.load(out / "last.pt", weights_only=True)["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert step_lrs(out) == step_lrs(reference)
+    # the steps redone after the resume replace their first records: each step once, in order
+    assert [json.loads(line)["step"] for line in (out / "steps.jsonl").read_text().splitlines()] == list(range(1, 17))
     assert json.loads((out / "results.json").read_text()) == json.loads((reference / "results.json").read_text())
     # per-epoch records too: the interrupted epoch's training metrics include its batches before the kill
     assert (out / "epochs.csv").read_text() == (reference / "epochs.csv").read_text()

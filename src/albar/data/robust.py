@@ -106,8 +106,9 @@ class RobustClipDataset(Dataset):
 
     @property
     def failure_count(self) -> int:
-        """Distinct files that failed so far (as seen through the log)."""
-        return len(self.log.failed_sources())
+        """Distinct training files that failed so far (as seen through the log; records of another set, such
+        as the held-out validation's ``"set": "val"``, do not count against the training's allowance)."""
+        return len({r["source"] for r in self.log.records() if r.get("set", "train") == "train"})
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         tried = index
@@ -128,7 +129,7 @@ class RobustClipDataset(Dataset):
     def _failed(self, index: int, err: ClipReadError) -> None:
         item = self.dataset.items[index]
         self.log.record({"key": item.key, "source": str(item.source), "reason": err.reason,
-                         "index": index, "epoch": self.epoch})
+                         "index": index, "epoch": self.epoch, "set": "train"})
         count = self.failure_count
         if count > self.max_failure_fraction * len(self):
             raise TooManyFailures(

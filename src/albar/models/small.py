@@ -13,7 +13,8 @@ class Small3DCNN(nn.Module):
 
     GroupNorm, not BatchNorm: the motion clip and the static clip pass through the same norm layers in
     one batch, and BatchNorm would mix their statistics (it broke ALBAR in the prototype) and couple the
-    samples that the per-sample gradient penalty assumes independent.
+    samples that the per-sample gradient penalty assumes independent. ``norm="batch"`` (BatchNorm3d) is there
+    to study that, and to check ``model.freeze_bn`` on a model that trains in seconds.
     """
 
     def __init__(
@@ -22,16 +23,19 @@ class Small3DCNN(nn.Module):
         widths: Sequence[int] = (16, 32, 32, 32),
         strides: Sequence[tuple[int, int, int]] = ((1, 2, 2), (1, 2, 2), (2, 2, 2), (1, 1, 1)),
         in_channels: int = 3,
+        norm: str = "group",
     ) -> None:
         super().__init__()
         if len(widths) != len(strides):
             raise ValueError(f"widths and strides need the same length, got {len(widths)} and {len(strides)}")
+        if norm not in ("group", "batch"):
+            raise ValueError(f"model.kwargs.norm: 'group' or 'batch', got {norm!r}")
         layers: list[nn.Module] = []
         channels = in_channels
         for out, stride in zip(widths, strides):
             layers += [
                 nn.Conv3d(channels, out, kernel_size=3, stride=tuple(stride), padding=1, bias=False),
-                nn.GroupNorm(min(8, out), out),
+                nn.GroupNorm(min(8, out), out) if norm == "group" else nn.BatchNorm3d(out),
                 nn.ReLU(inplace=True),
             ]
             channels = out

@@ -2,41 +2,33 @@
 
 from __future__ import annotations
 
-import csv
-import io
+from contextlib import ExitStack
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import broadcast_object_list
 from torch import nn
 
-from albar.config import TrainConfig, dump_config
+from albar.config import TrainConfig
 from albar.data.build import build_data, preload
 from albar.data.robust import FailureLog, RobustClipDataset
 from albar.evaluation.report import format_table
 from albar.evaluation.suite import evaluate_suite
 from albar.models import build_model, load_checkpoint_weights
 from albar.models.registry import looks_like_path
-from albar.training.trainer import make_accelerator, train
+from albar.training.checkpoint import checkpoint_meta, save_checkpoint
+from albar.training.run_folder import RunLock, clean_stale, prepare_run_config
+from albar.training.trainer import make_accelerator, require_finite, say, train, write_epochs_csv
 from albar.utils import atomic_write_json, atomic_write_text
+
+__all__ = ["evaluate_checkpoint", "fit", "write_epochs_csv", "write_results"]
 
 
 def write_results(out: Path, name: str, results: dict, extra: dict | None = None) -> None:
     """results.json (documented keys) and results.md (the paper's table) in ``out``."""
     atomic_write_json(out / "results.json", {**(extra or {}), "methods": {name: results}})
     atomic_write_text(out / "results.md", format_table({name: results}, markdown=True))
-
-
-def write_epochs_csv(path: Path, history: list[dict]) -> None:
-    """One row per epoch: lr, training terms, val_top1 and, on epochs with a bias evaluation, its metrics."""
-    columns: list[str] = []
-    for record in history:
-        columns += [k for k, v in record.items() if k not in columns and not isinstance(v, dict)]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(history)
-    atomic_write_text(path, buf.getvalue())
 
 
 def check_files(cfg: TrainConfig) -> None:
@@ -48,15 +40,45 @@ def check_files(cfg: TrainConfig) -> None:
         raise FileNotFoundError(f"method.bank_path: file not found: {cfg.method.bank_path}")
 
 
-def fit(cfg: TrainConfig, progress: bool = True, method: str = "run") -> dict:
-    """Train per ``cfg``, select the best epoch on validation, run the bias suite on it, write the results."""
+def claim_run_folder(accelerator: Accelerator, out: Path, cfg: TrainConfig, force: bool) -> ExitStack:
+    """One run per folder: the main process locks ``out`` (held until the returned stack closes), removes the
+    leftovers of dead processes and checks the saved config against ``cfg``. The other ranks wait for its
+    verdict, so that a refused run stops on every rank instead of leaving them waiting in a collective."""
+    stack = ExitStack()
+    error: Exception | None = None
+    if accelerator.is_main_process:
+        try:
+            stack.enter_context(RunLock(out))
+            clean_stale(out)
+            prepare_run_config(out, cfg, force)
+        except Exception as err:  # re-raised below, after the other ranks have heard of it
+            stack.close()
+            error = err
+    if accelerator.num_processes > 1:
+        verdict = broadcast_object_list([None if error is None else str(error)])[0]
+        if verdict is not None and error is None:
+            raise ValueError(f"the main process refused run folder {out}: {verdict}")
+    if error is not None:
+        raise error
+    return stack
+
+
+def fit(cfg: TrainConfig, progress: bool = True, method: str = "run", force: bool = False) -> dict:
+    """Train per ``cfg``, select the best epoch on validation, run the bias suite on it, write the results.
+
+    ``out_dir`` is locked for the whole run; a folder that holds a run made with another config is refused
+    unless ``force`` (recorded in the folder). See :mod:`albar.training.run_folder`.
+    """
     check_files(cfg)
     out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    data = build_data(cfg.data, cfg.seed, cfg.model.num_classes, progress=progress)
     accelerator = make_accelerator(cfg, out)
-    if accelerator.is_main_process:
-        atomic_write_text(out / "config.yaml", dump_config(cfg))
+    with claim_run_folder(accelerator, out, cfg, force):
+        return _run(cfg, out, accelerator, progress, method)
+
+
+def _run(cfg: TrainConfig, out: Path, accelerator: Accelerator, progress: bool, method: str) -> dict:
+    main = accelerator.is_main_process
+    data = build_data(cfg.data, cfg.seed, cfg.model.num_classes, progress=progress)
     preload(data, cfg.data.num_workers)
     batch = cfg.eval.batch_size or 2 * cfg.optim.batch_size
 
@@ -65,28 +87,53 @@ def fit(cfg: TrainConfig, progress: bool = True, method: str = "run") -> dict:
         return {k: v for k, v in summary.items() if isinstance(v, float)}
 
     # Unreadable training files are replaced by other clips, logged with their reason, and stop the run
-    # past data.max_failure_fraction; failures.jsonl keeps every occurrence, failed_files.jsonl each file once.
+    # past data.max_failure_fraction; failures.jsonl keeps every occurrence (held-out validation items with
+    # set "val"), failed_files.jsonl each file once.
     log = FailureLog(out / "failures.jsonl")
     robust = RobustClipDataset(data.train, cfg.data.max_failure_fraction, seed=cfg.seed, log=log)
-    result = train(cfg, robust, data.val, accelerator, out, progress=progress, evaluate_bias=bias)
-    if accelerator.is_main_process and log.records():
+    meta = checkpoint_meta(cfg, data.classes)
+    result = train(cfg, robust, data.val, accelerator, out, progress=progress, evaluate_bias=bias, meta=meta)
+    if main and log.records():
         log.write_manifest(out / "failed_files.jsonl")
     if (out / "best.pt").is_file():
         load_checkpoint_weights(result.model, out / "best.pt")
-    summary = evaluate_suite(result.model, data, accelerator, batch, cfg.data.num_workers, progress=progress)
     best_epoch = max(result.history, key=lambda r: r.get("val_top1", -1.0))["epoch"] if result.history else None
+    if main:
+        say(f"evaluating the weights of epoch {best_epoch} on the test and bias sets", out)
+    summary = evaluate_suite(result.model, data, accelerator, batch, cfg.data.num_workers, progress=progress)
     summary["val_top1"] = result.best_score
-    if accelerator.is_main_process:
+    # the bias metrics beside the training curves, at the last step
+    accelerator.log({f"test/{k}": v for k, v in summary.items() if isinstance(v, float)}, step=result.step)
+    if main:
         write_results(out, method, summary, {"checkpoint": "best.pt", "best_epoch": best_epoch,
                                              "classes": data.classes, "test_view": cfg.data.test_view})
         write_epochs_csv(out / "epochs.csv", result.history)
+        weights = {"model": result.model.state_dict()}
+        require_finite(weights, result.step, out / "model.pt")
+        save_checkpoint(out / "model.pt", {**meta, **weights, "epoch": best_epoch, "val_top1": result.best_score})
+        files = [n for n in ("results.json", "results.md", "model.pt", "best.pt", "last.pt", "epochs.csv",
+                             "steps.jsonl", "train.log", "failed_files.jsonl") if (out / n).is_file()]
+        say(f"\n{format_table({method: summary})}best epoch {best_epoch} (val top-1 "
+            f"{_percent(result.best_score)}); in {out}: {', '.join(files)}", out)
     accelerator.end_training()  # without it, multi-process launches abort at exit
     return summary
 
 
-def evaluate_checkpoint(cfg: TrainConfig, checkpoint: Path, out: Path, progress: bool = True) -> dict:
-    """``albar eval``: the bias suite on a saved checkpoint, results written to ``out``."""
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def evaluate_checkpoint(cfg: TrainConfig, checkpoint: Path, out: Path, progress: bool = True,
+                        classes: list[str] | None = None) -> dict:
+    """``albar eval``: the bias suite on a saved checkpoint, results written to ``out``. ``classes``: the
+    checkpoint's class names; data whose classes differ (other names, or another order) are refused."""
     data = build_data(cfg.data, cfg.seed, cfg.model.num_classes, train=False)
+    if classes is not None and data.classes is not None and list(data.classes) != list(classes):
+        i = next((i for i, (a, b) in enumerate(zip(classes, data.classes)) if a != b), None)
+        differ = (f"class {i} is {classes[i]!r} there and {data.classes[i]!r} here" if i is not None else
+                  f"{len(classes)} classes there, {len(data.classes)} here")
+        raise ValueError(f"the data's classes are not those {checkpoint} was trained on ({differ}): its "
+                         "predictions would be scored against the wrong labels")
     if not data.eval_sets():
         raise ValueError("data: nothing to evaluate; configure data.test and/or data.bias sets")
     accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=cfg.mixed_precision)
