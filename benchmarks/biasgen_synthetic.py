@@ -66,7 +66,7 @@ def paired(checkpoint: Path, overrides: list[str], bench_root: Path) -> dict:
     from accelerate import Accelerator
 
     from albar.config import load_config
-    from albar.data.build import build_data
+    from albar.data.bundle import build_data
     from albar.evaluation.predict import predict
     from albar.models import build_model, load_checkpoint_weights
     from albar.synthetic.render import TRAIN_BACKGROUNDS

@@ -192,6 +192,6 @@ def test_predict_with_static_probe_and_extract_features(reference, tiny_benchmar
     (tmp_path / "bad.mp4").write_text("not a video")
     assert main(["predict", *args[:4], "--videos", str(tmp_path / "bad.mp4")]) == 1  # a message, no traceback
     assert "bad.mp4" in capsys.readouterr().err
-    # a multi-view test view: predict uses one centre clip; an override after --videos is still an override
+    # a multi-view test view: predict averages the views; an override after --videos is still an override
     assert main(["predict", *args, "data.test_view=2x3", "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)) == 3

@@ -227,11 +227,16 @@ def test_evaluation_counts_each_bad_file_as_a_failure_with_its_reason(faults, ca
 
 
 def test_multi_view_evaluation_counts_a_bomb_still_as_a_failure(faults):
-    _, bad = faults
-    ds = ViewDataset([ClipItem(bad["bomb_png"], 0, "bomb"), ClipItem(bad["empty_jpg"], 0, "empty")], 4, 2, "2x3",
-                     crop_size=32, resize_short=None)
-    assert "400,000,000 pixels" in ds[0]["error"] and ds[1]["error"] == "empty file"
-    assert ds[0]["clips"].shape == (6, 3, 4, 32, 32)
+    """A multi-view set follows the one bad-file policy: the dataset raises, evaluation counts the item wrong."""
+    good, bad = faults
+    items = good[:1] + [ClipItem(bad["bomb_png"], 0, "bomb"), ClipItem(bad["empty_jpg"], 0, "empty")]
+    ds = ViewDataset(items, 4, 2, "2x3", crop_size=32, resize_short=None)
+    with pytest.raises(ClipReadError, match="400,000,000 pixels"):
+        ds[1]
+    assert ds[0]["clip"].shape == (6, 3, 4, 32, 32)
+    preds = predict(MeanColour(), ds, Accelerator(cpu=True), batch_size=12)
+    assert "400,000,000 pixels" in preds.errors["bomb"] and preds.errors["empty"] == "empty file"
+    assert np.isnan(preds.scores[1:]).all() and np.isfinite(preds.scores[0]).all()
 
 
 # --- SCUFO stills: resized once, then repeated ------------------------------------------------------------------
@@ -273,8 +278,8 @@ def test_a_still_gives_the_test_views_of_its_repeated_frames(still_and_copies, v
     still, copies = still_and_copies
     a = ViewDataset([ClipItem(still, 0, "s")], 8, 1, view, crop_size=24, resize_short=32)[0]
     b = ViewDataset([ClipItem(copies, 0, "s")], 8, 1, view, crop_size=24, resize_short=32)[0]
-    assert a["error"] == b["error"] == "" and a["clips"].shape == b["clips"].shape
-    torch.testing.assert_close(a["clips"], b["clips"], rtol=0, atol=1e-6)
+    assert a["clip"].shape == b["clip"].shape
+    torch.testing.assert_close(a["clip"], b["clip"], rtol=0, atol=1e-6)
 
 
 def test_a_large_still_is_not_copied_once_per_frame(tmp_path):
@@ -284,7 +289,7 @@ def test_a_large_still_is_not_copied_once_per_frame(tmp_path):
     frame_bytes = 1000 * 1000 * 3
     train = ClipDataset([item], 32, 2, mode="random", transform=build_transform(True, 32, 40))
     views = ViewDataset([item], 32, 2, "2x3", crop_size=32, resize_short=40)
-    for load in (lambda: train[0]["clip"], lambda: views[0]["clips"]):
+    for load in (lambda: train[0]["clip"], lambda: views[0]["clip"]):
         tracemalloc.start()
         try:
             load()

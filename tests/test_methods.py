@@ -17,12 +17,12 @@ import torch
 import torch.nn.functional as F
 
 from albar.methods import (
-    DEFAULT_PROB,
     MethodConfig,
     MixedBatch,
     background_erasing,
     build_method,
     identity,
+    method_entry,
     method_step,
     mixed_cross_entropy,
     mixup,
@@ -214,7 +214,7 @@ def test_stillmix_keeps_each_clips_own_label_and_mixes_another_clips_frame():
 def test_stillmix_mixes_only_prob_of_the_batch():
     x = encoded(b=400, t=2, h=1, w=1)
     labels = torch.arange(400) % 5
-    assert DEFAULT_PROB["stillmix"] == 0.5
+    assert method_entry("stillmix").default_prob == 0.5
     out = stillmix(x, labels, gen(3))  # default prob 0.5
     n = int(out.applied.sum())
     assert 150 < n < 250
@@ -269,7 +269,7 @@ def test_method_config_validates_and_names_the_bad_key():
     with pytest.raises(ValueError, match="mixup_alpah"):
         MethodConfig(name="mixup", mixup_alpah=0.4)
     with pytest.raises(ValueError, match="name"):
-        MethodConfig(name="actorcutmix")
+        MethodConfig(name="no-such-blending")
     with pytest.raises(ValueError, match="prob"):
         MethodConfig(prob=1.2)
     with pytest.raises(ValueError, match="bank_path"):

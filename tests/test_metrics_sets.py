@@ -11,7 +11,7 @@ from helpers import write_zip
 from PIL import Image
 from torch import nn
 
-from albar.data.build import DataBundle
+from albar.data.bundle import DataBundle
 from albar.data.dataset import ClipDataset
 from albar.data.lists import ClipItem
 from albar.evaluation import Predictions, bias_summary, conflfg_metrics

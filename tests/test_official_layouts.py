@@ -9,7 +9,7 @@ from PIL import Image
 
 from albar.cli import main
 from albar.config import load_config
-from albar.data.build import build_data
+from albar.data.bundle import build_data
 
 
 def hmdb_tree(root):

@@ -27,8 +27,8 @@ from PIL import Image
 from albar.cli import main
 from albar.config import load_config
 from albar.data.bias_sets import albar_bias_set, class_labeler, conflfg_parts
-from albar.data.build import build_data, resolve_data
-from albar.data.datasets import hmdb51_split, kinetics400_csv, read_classes, ucf101_split
+from albar.data.bundle import build_data, resolve_data
+from albar.data.layouts import hmdb51_split, kinetics400_csv, read_classes, ucf101_split
 from albar.data.splits import holdout_split
 
 SIZE = 16

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from albar.data.lists import ClipItem
 from albar.data.robust import FailureLog, RobustClipDataset, TooManyFailures
 from albar.data.views import ViewDataset
 from albar.evaluation.metrics import topk_accuracy
-from albar.evaluation.views import average_view_scores, predict_views
+from albar.evaluation.predict import predict, probabilities
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +114,7 @@ def test_predict_views_averages_softmax_and_keeps_failed_items_as_wrong(mixed):
     items, bad = mixed
     ds = ViewDataset(items, 4, 2, "2x3", crop_size=32, resize_short=None, min_frames=20)
     model = MeanColour()
-    preds = predict_views(model, ds, batch_size=4)
+    preds = predict(model, ds, batch_size=4 * ds.num_views)  # here, without an accelerator
     assert preds.keys == [it.key for it in items] and preds.scores.shape == (11, 3)
     assert sorted(preds.errors) == sorted(bad) and preds.errors["missing"] == "no such file or folder"
     assert preds.failed.tolist() == [False] * 6 + [True] * 5
@@ -127,6 +128,33 @@ def test_predict_views_averages_softmax_and_keeps_failed_items_as_wrong(mixed):
     assert topk_accuracy(preds.scores, preds.labels, 3) == pytest.approx(100 * 6 / 11)
 
 
-def test_average_view_scores_is_the_mean_of_softmaxes():
-    logits = torch.tensor([[0.0, 10.0], [10.0, 0.0], [1.0, 1.0], [1.0, 1.0]])
-    np.testing.assert_allclose(average_view_scores(logits, 2).numpy(), [[0.5, 0.5], [0.5, 0.5]], atol=1e-4)
+class Logits(nn.Module):
+    """Fixed logits per view: the clip's first value picks the row."""
+
+    def __init__(self, rows: list[list[float]]) -> None:
+        super().__init__()
+        self.rows = torch.tensor(rows)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.rows[x.flatten(1)[:, 0].long()]
+
+
+class Views(torch.utils.data.Dataset):
+    """Two items of two views each; view v of item i is a constant clip holding 2 * i + v."""
+
+    items = [ClipItem(Path("a"), 0, "a"), ClipItem(Path("b"), 1, "b")]
+    num_views = 2
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, i: int) -> dict:
+        clip = torch.stack([torch.full((3, 2, 4, 4), 2.0 * i + v) for v in range(2)])
+        return {"clip": clip, "label": i, "key": self.items[i].key, "index": i}
+
+
+def test_multi_view_scores_are_the_mean_of_the_views_softmaxes():
+    model = Logits([[0.0, 10.0], [10.0, 0.0], [1.0, 1.0], [1.0, 1.0]])
+    preds = predict(model, Views(), batch_size=2)
+    np.testing.assert_allclose(preds.scores, [[0.5, 0.5], [0.5, 0.5]], atol=1e-4)
+    np.testing.assert_allclose(probabilities(torch.tensor([[0.0, 0.0]])).numpy(), [[0.5, 0.5]])

@@ -1,4 +1,8 @@
-"""Run configuration, validated in one place: unknown keys and wrong types fail before any work."""
+"""Run configuration, validated in one place: unknown keys and wrong types fail before any work.
+
+The sections of the layers below are theirs: ``data`` (:mod:`albar.data.spec`), ``objective``
+(:mod:`albar.objectives.registry`), ``method`` (:mod:`albar.methods.registry`); this module assembles them.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,9 @@ from typing import Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from albar.methods.config import MethodConfig
-from albar.synthetic.benchmark import BenchmarkSpec
+from albar.data.spec import BiasSetsConfig, DataConfig, SetConfig, expand_user  # noqa: F401  (re-exported)
+from albar.methods.registry import MethodConfig
+from albar.objectives.registry import ObjectiveConfig
 
 
 class _Strict(BaseModel):
@@ -27,97 +32,6 @@ class ModelConfig(_Strict):
     # updated. What ALBAR needs with a BatchNorm model (r3d_18, ...): motion and static clips must not share
     # batch statistics. Their affine weights still train.
     freeze_bn: bool = False
-
-
-class ObjectiveConfig(_Strict):
-    """ALBAR weights; all three 0 is plain cross-entropy (the "None" baseline)."""
-
-    w_adv: float = 1.0
-    w_ent: float = 4.0
-    w_gp: float = 10.0
-    frame: Union[Literal["middle", "random", "first", "last"], int] = "middle"
-    # Gradient-penalty norm. official (default): the released code's, one norm per (sample, width column) over
-    # C, T, H, then the mean: what the paper's w_gp = 10 was tuned with. sample: the per-sample norm of the
-    # paper's Eq. 4, ~sqrt(W) times larger (15x at 224 px): pair it with a w_gp ~sqrt(W) times smaller.
-    gp_norm: Literal["sample", "official"] = "official"
-    # Static-clip weights ramp linearly from 0 over this many epochs. A model trained from scratch
-    # otherwise collapses to a constant output (CE(x) - CE(s) = 0 when F ignores its input); the paper
-    # fine-tunes a Kinetics-pretrained model and needs no ramp (0).
-    ramp_epochs: float = Field(ge=0, default=0)
-
-
-def _expand(path: Path | None) -> Path | None:
-    return path.expanduser() if path is not None else None
-
-
-class SetConfig(_Strict):
-    """One clip list in mmaction2 format; relative entries resolve against ``root`` (default: its folder)."""
-
-    list: Path
-    root: Path | None = None
-    key: Literal["path", "stem"] = "path"  # "stem" pairs a SCUBA zip with its SCUFO image by file name
-
-    _expand_paths = field_validator("list", "root")(_expand)
-
-
-class BiasSetsConfig(_Strict):
-    scuba: dict[str, SetConfig] = Field(default_factory=dict)  # background source -> set
-    scufo: dict[str, SetConfig] = Field(default_factory=dict)  # same sources, paired by key
-    conflfg: SetConfig | None = None
-
-
-class DataConfig(_Strict):
-    """Where clips come from: ``lists`` (mmaction2 files), ``synthetic``, or a dataset as distributed."""
-
-    source: Literal["lists", "synthetic", "hmdb51", "ucf101", "kinetics400"] = "lists"
-    # lists: default root of relative entries; synthetic: where it is built; hmdb51/ucf101/kinetics400: videos
-    root: Path | None = None
-    # hmdb51: the folder of <class>_test_split<N>.txt; ucf101: ucfTrainTestlist/; kinetics400: the folder of
-    # the annotation CSVs (train.csv, and validate.csv or val.csv, used as the test split)
-    splits: Path | None = None
-    split: int = Field(ge=1, le=3, default=1)
-    # ALBAR's release folder (<DS>_SCUBA_<Source>, <DS>_SCUFO_<Source>, <DS>_ConflFG_Stripe), possibly shared
-    # by several datasets: every set of this dataset found there is evaluated (other datasets' sets are
-    # skipped), labelled through the dataset's own splits, then ``bias_labels``, then (UCF101) the
-    # v_<Class>_gNN_cNN name. Sets listed under ``bias`` are added to them.
-    bias_root: Path | None = None
-    # the prefix of the sets to read under bias_root; default: HMDB51/UCF101/K400 from ``source`` (with
-    # ``lists``: the only dataset there); your own name for sets built with `make-bias-set --dataset NAME`
-    bias_dataset: str | None = None
-    bias_labels: Path | None = None  # filename,label CSV labelling the release's files (videos not in the splits)
-    # class names, one per line or classInd style (``lists``; default: <root>/classes.txt when present)
-    classes: Path | None = None
-    synthetic: BenchmarkSpec = Field(default_factory=BenchmarkSpec)  # source: synthetic, built under root
-    train: SetConfig | None = None
-    val: SetConfig | None = None  # None: hold out ``val_fraction`` of train, stratified, seeded
-    val_fraction: float = Field(gt=0, lt=1, default=0.2)
-    test: SetConfig | None = None
-    bias: BiasSetsConfig = Field(default_factory=BiasSetsConfig)
-    num_frames: int = Field(gt=0, default=32)
-    stride: int = Field(gt=0, default=2)
-    # center: the paper's one centre clip; first: the official code's; "<clips>x<1|3>" (e.g. 4x3): clips
-    # spread over the video x spatial crops, softmax averaged (mmaction2, StillMix)
-    test_view: str = "center"
-    crop_size: int = Field(gt=0, default=224)
-    resize_short: int | None = 256
-    train_crop: Literal["random_resized", "random", "center", "none"] = "random_resized"
-    hflip: bool = True
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
-    num_workers: int = Field(ge=0, default=4)
-    cache: bool = False  # keep decoded clips in memory (small sets of short videos; fixed clip per video)
-    min_frames: int = Field(ge=1, default=1)  # a video with fewer frames is a failure ("too short")
-    max_failure_fraction: float = Field(ge=0, lt=1, default=0.05)  # unreadable training files before stopping
-
-    _expand_root = field_validator("root", "splits", "bias_root", "bias_labels", "classes")(_expand)
-
-    @field_validator("test_view")
-    @classmethod
-    def _view(cls, v: str) -> str:
-        from albar.data.views import parse_view
-
-        parse_view(v)
-        return v
 
 
 class EvalConfig(_Strict):
@@ -175,7 +89,7 @@ class TrainConfig(_Strict):
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     log: LogConfig = Field(default_factory=LogConfig)
 
-    _expand_out = field_validator("out_dir")(_expand)
+    _expand_out = field_validator("out_dir")(expand_user)
 
     @field_validator("mixed_precision", mode="before")
     @classmethod
@@ -213,7 +127,11 @@ def _format(err: ValidationError) -> str:
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"])
         # reprlib: bounded work and length even for a huge (or shared, alias-expanded) input
-        lines.append(f"{key}: {e['msg']}" + (f" (got {_REPR.repr(e['input'])})" if e["type"] != "missing" else ""))
+        msg = str(e["msg"]).removeprefix("Value error, ")
+        if msg.startswith((f"{key}.", f"{key}:")):  # names its key itself (objective.w_adv, method.bank_path)
+            lines.append(msg)
+            continue
+        lines.append(f"{key}: {msg}" + (f" (got {_REPR.repr(e['input'])})" if e["type"] != "missing" else ""))
     return "invalid config:\n  " + "\n  ".join(lines)
 
 
@@ -358,6 +276,26 @@ def config_from_data(data: dict[str, Any], overrides: list[str] | tuple[str, ...
         return parse_config(data)
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from None
+
+
+def _merge(base: dict[str, Any], fragment: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in fragment.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def apply_fragment(base: TrainConfig, fragment: dict[str, Any], source: str = "fragment") -> TrainConfig:
+    """``base`` with ``fragment`` (a partial config, e.g. ``{"objective": {"name": "ce"}, "method": {"name":
+    "stillmix"}}``) merged in, validated. A fragment that changes ``objective.name`` or ``method.name`` replaces
+    that section's parameters (another objective's weights would be refused); the section's common fields
+    (``method.prob``, ``method.static_from``) are kept."""
+    data = base.model_dump(mode="json")
+    for section, model in (("objective", ObjectiveConfig), ("method", MethodConfig)):
+        new = fragment.get(section)
+        if isinstance(new, dict) and "name" in new and new["name"] != data[section].get("name"):
+            data[section] = {k: v for k, v in data[section].items() if k in model.model_fields and k != "name"}
+    return config_from_data(_merge(data, fragment), source=source)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:

@@ -1,5 +1,5 @@
-"""The ``albar`` command: demo, train, eval, compare, report, predict, extract-features, check-data, make-bias-set,
-build-frame-bank, models.
+"""The ``albar`` command: demo, train, eval, compare, report, predict, extract-features, export, push, check-data,
+make-bias-set, build-frame-bank, models.
 
 Building the parser imports nothing heavy (no torch): ``albar --help`` answers at once. Each command imports
 what it needs when it runs. ``check-data``'s module imports the data stack, so its full sub-parser is built
@@ -91,17 +91,20 @@ def build_parser(full: bool = True) -> argparse.ArgumentParser:
                        help="continue a run in out_dir although the config changed (recorded in the folder)")
     train.add_argument("--json", action="store_true", help="print the result metrics as JSON at the end")
 
+    checkpoint_help = ("an albar checkpoint (.pt), a folder written by `albar export`, or hf://<user>/<repo>"
+                       "[@<revision>] (downloaded once, then HF's cache)")
     ev = sub.add_parser("eval", help="the bias suite (IID, SCUBA, SCUFO, contrasted, ConflFG) on a checkpoint")
     config_args(ev, from_checkpoint=True)
-    ev.add_argument("--checkpoint", type=Path, required=True)
-    ev.add_argument("--out", type=Path, help="output folder (default: <checkpoint folder>/eval-<name>)")
+    ev.add_argument("--checkpoint", required=True, help=checkpoint_help)
+    ev.add_argument("--out", type=Path, help="output folder (default: eval-<name> beside the checkpoint; for "
+                    "hf://user/repo: eval-user--repo here)")
     ev.add_argument("--device", type=_device_arg, default="auto", help="auto (default), cpu or cuda")
 
     for name, help_text in (("predict", "top-5 per video, and on its static clip (the static-bias probe)"),
                             ("extract-features", "pooled backbone features per video to .npy")):
         p = sub.add_parser(name, help=help_text)
         config_args(p, from_checkpoint=True)
-        p.add_argument("--checkpoint", type=Path, required=True)
+        p.add_argument("--checkpoint", required=True, help=checkpoint_help)
         p.add_argument("--videos", type=Path, nargs="+", required=True)
         p.add_argument("--device", type=_device_arg, default="auto", help=device_help)
         if name == "extract-features":
@@ -111,16 +114,45 @@ def build_parser(full: bool = True) -> argparse.ArgumentParser:
         else:
             p.add_argument("--json", action="store_true", help="print JSON")
 
-    cmp = sub.add_parser("compare", help="several methods, same budget and seed, then the comparison table and charts")
+    cmp = sub.add_parser("compare", help="several methods, same budget, over seeds; then the tables and figures")
     config_args(cmp)
     cmp.add_argument("--methods", default="none,mixup,be,stillmix,albar",
-                     help="comma-separated: none, mixup, videomix, be, stillmix, albar, albar+stillmix")
-    cmp.add_argument("--out", type=Path, required=True, help="folder for one run per method and the comparison")
+                     help="comma-separated: none, mixup, videomix, be, stillmix, albar, albar+stillmix, any "
+                          "registered batch method X (plain CE + X) or albar+X, a registered objective, or "
+                          "name=fragment.yaml (a config fragment laid over --config)")
+    cmp.add_argument("--seeds", help="training seeds, e.g. 0,1,2: one run per method and seed in "
+                                     "<out>/<method>/seed<N>, then mean +- std (default: the config's seed)")
+    cmp.add_argument("--out", type=Path, required=True, help="folder for the runs and the comparison")
 
-    rep = sub.add_parser("report", help="the comparison table and charts from finished runs")
-    rep.add_argument("runs", type=Path, nargs="+", help="run folders (or results.json files)")
+    rep = sub.add_parser("report", help="the tables and figures (mean +- std over seeds) from finished runs")
+    rep.add_argument("runs", type=Path, nargs="+",
+                     help="run folders, results.json files, or folders holding runs (e.g. a compare --out)")
     rep.add_argument("--out", type=Path, required=True)
     rep.add_argument("--baseline", help="method to compare against (default: none / plain CE)")
+    cmp.add_argument("--names", help="display names in tables and figures, comma-separated, one per method")
+    rep.add_argument("--names", help="display names, comma-separated, one per run argument; runs given one name "
+                                     "are the seeds of one method (default: each run's method name)")
+    for p in (cmp, rep):
+        p.add_argument("--title", help="title of the figures (default: dataset and model, from the runs' config)")
+
+    for name, help_text in (("export", "a checkpoint as a folder to share: model.safetensors, config.json, model card"),
+                            ("push", "export a checkpoint and upload it to the Hugging Face Hub (needs a login)")):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("checkpoint", help=checkpoint_help)
+        config_args(p, from_checkpoint=True)
+        p.add_argument("--results", type=Path, help="results.json with the bias metrics of these weights (default: "
+                       "the one beside the checkpoint, when it describes them)")
+        p.add_argument("--license", help="license id for the card's metadata (e.g. mit, apache-2.0, cc-by-4.0)")
+        if name == "export":
+            p.add_argument("--out", type=Path, required=True, help="the folder to write")
+            p.add_argument("--repo", help="user/name the folder will be pushed to (for the card's usage lines)")
+            p.add_argument("--overwrite", action="store_true", help="replace the files of an earlier export in --out")
+        else:
+            p.add_argument("--repo", required=True, help="the Hub repository, user/name (created if missing)")
+            p.add_argument("--private", action="store_true", help="create the repository private")
+            p.add_argument("--revision", help="branch to push to (default: main)")
+            p.add_argument("--message", help="commit message")
+            p.add_argument("--out", type=Path, help="also keep the uploaded folder here (default: a temporary one)")
 
     if full:
         from albar.cli import check_data
@@ -139,6 +171,10 @@ def build_parser(full: bool = True) -> argparse.ArgumentParser:
     from albar.cli import make_bias_set  # argparse only at import
 
     make_bias_set.add_parser(sub)
+    from albar.cli import detect_actors, scene_labels  # argparse only at import (issue 12)
+
+    detect_actors.add_parser(sub)
+    scene_labels.add_parser(sub)
     sub.add_parser("models", help="list the model names the registry knows")
     return parser
 
@@ -258,18 +294,20 @@ def _run(args: argparse.Namespace) -> int:
             return _fail("--epochs must be >= 1")
         run_demo(args.out, args.cache, seed=args.seed, epochs=args.epochs, progress=not args.no_progress)
         return 0
-    if args.command in ("check-data", "make-bias-set"):
+    if args.command in ("check-data", "make-bias-set", "detect-actors", "scene-labels"):
         return args.handler(args)
     if args.command == "report":
-        from albar.evaluation.compare import load_runs, write_comparison
+        from albar.evaluation.compare import load_runs, split_names, write_comparison
 
-        results = load_runs(args.runs)
-        written = write_comparison(args.out, results, args.baseline)
+        runs = load_runs(args.runs, names=split_names(args.names, len(args.runs), "run arguments"))
+        written = write_comparison(args.out, runs, args.baseline, title=args.title)
         print((args.out / "comparison.md").read_text())
         print("wrote " + ", ".join(str(p) for p in written))
         return 0
     if args.command in ("eval", "predict", "extract-features"):
         return _from_checkpoint(args)
+    if args.command in ("export", "push"):
+        return _share(args)
 
     from albar.config import load_config
 
@@ -279,9 +317,7 @@ def _run(args: argparse.Namespace) -> int:
             return _fail(f"--resume: checkpoint not found: {args.resume}")
         overrides.append(f"resume={args.resume}")
     cfg = load_config(args.config, overrides)
-    from albar.models.registry import check_model_kwargs
-
-    check_model_kwargs(cfg.model.name, cfg.model.kwargs)  # before any data are read
+    _check_before_data(cfg)
     progress = not args.no_progress
     if args.command == "train":
         from albar.training.run import fit
@@ -291,20 +327,66 @@ def _run(args: argparse.Namespace) -> int:
             print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, dict)}, indent=2))
         return 0
     if args.command == "compare":
-        from albar.cli.compare import run_compare
+        from albar.cli.compare import parse_seeds, run_compare
+        from albar.evaluation.compare import split_names
 
-        run_compare(cfg, [m.strip() for m in args.methods.split(",") if m.strip()], args.out, progress)
+        seeds = parse_seeds(args.seeds) if args.seeds is not None else None
+        names = split_names(args.names, None, "methods")
+        run_compare(cfg, args.methods, args.out, progress, seeds=seeds, names=names, title=args.title)
         return 0
     if args.command == "build-frame-bank":
         return _frame_bank(args, cfg)
     raise AssertionError(f"unhandled command {args.command}")
 
 
+def _check_before_data(cfg) -> None:
+    """What the config asks for that can fail, checked before any data are read: the model's arguments, its
+    input size (HF models), its weights' location, W&B."""
+    import importlib.util
+
+    from albar.models import hf
+    from albar.models.registry import check_model_kwargs, check_weights_source
+
+    m = cfg.model
+    check_model_kwargs(m.name, m.kwargs)
+    check_weights_source(m.weights)
+    if hf.is_hf(m.name):
+        hf.check_input(m.name, m.kwargs, cfg.data.num_frames, cfg.data.crop_size)
+        attn = hf.attention_of(m.name, m.kwargs)
+        if float(getattr(cfg.objective, "w_gp", 0) or 0) and attn != hf.DOUBLE_BACKWARD_ATTENTION:
+            raise ValueError(f"model.kwargs.attn_implementation={attn}: ALBAR's gradient penalty (objective.w_gp="
+                             f"{cfg.objective.w_gp}) differentiates through the attention twice, which only "
+                             f"{hf.DOUBLE_BACKWARD_ATTENTION!r} attention can; leave attn_implementation unset")
+    if cfg.log.wandb and importlib.util.find_spec("wandb") is None:
+        raise ValueError("log.wandb: true needs the wandb package: pip install 'albar[wandb]' (or set log.wandb=false)")
+
+
+def _share(args: argparse.Namespace) -> int:
+    """export and push: a checkpoint as a self-describing folder (model.safetensors, config.json, model card)."""
+    from albar import sharing
+
+    common = {"config_path": args.config, "overrides": args.overrides, "results": args.results,
+              "license": args.license}
+    if args.command == "export":
+        files, notes = sharing.export_model(args.checkpoint, args.out, repo_id=args.repo, overwrite=args.overwrite,
+                                            **common)
+        for note in notes:
+            _warn(note)
+        print(f"wrote {', '.join(str(f) for f in files)}")
+        return 0
+    url, files, notes = sharing.push_to_hub(args.checkpoint, args.repo, private=args.private, revision=args.revision,
+                                            commit_message=args.message, keep=args.out, **common)
+    for note in notes:
+        _warn(note)
+    print(f"pushed {', '.join(str(f) for f in files)} to hf://{args.repo}: {url}")
+    return 0
+
+
 def _frame_bank(args: argparse.Namespace, cfg) -> int:
     """Reference network and bank from the training split of ``cfg`` (its held-out validation never enters)."""
     import torch
 
-    from albar.data.build import build_data
+    from albar.data.bundle import build_data
     from albar.data.dataset import ClipDataset
     from albar.methods import build_frame_bank, save_frame_bank, train_reference_network
 
@@ -347,14 +429,16 @@ def _accelerate_device(device: str) -> Iterator[None]:
 
 
 def _from_checkpoint(args: argparse.Namespace) -> int:
-    """eval, predict and extract-features: config, class names and preprocessing from the checkpoint."""
-    from albar.evaluation.inference import class_names, read_checkpoint, resolve_config
+    """eval, predict and extract-features: config, class names and preprocessing from the checkpoint (an albar
+    checkpoint, an exported folder or hf://user/repo)."""
+    from albar import sharing
+    from albar.evaluation.inference import class_names, resolve_config
 
     if args.command != "eval":
         missing = [str(v) for v in args.videos if not v.exists()]
         if missing:
             return _fail(f"no such video: {', '.join(missing)}")
-    info = read_checkpoint(args.checkpoint)
+    info = sharing.read_source(args.checkpoint)
     cfg, warnings = resolve_config(info, args.config, args.overrides)
     for warning in warnings:
         _warn(warning)
@@ -362,20 +446,26 @@ def _from_checkpoint(args: argparse.Namespace) -> int:
         from albar.evaluation.report import format_table
         from albar.training.run import evaluate_checkpoint
 
-        out = args.out or args.checkpoint.parent / f"eval-{args.checkpoint.stem}"
+        if sharing.is_hub(args.checkpoint):  # the snapshot sits in HF's cache: name it, and write elsewhere
+            repo, _ = sharing.parse_hub(args.checkpoint)
+            checkpoint = Path(args.checkpoint)  # hf:/user/repo[@rev]: its weights load again from HF's cache
+            default_out = Path(f"eval-{repo.replace('/', '--')}")
+        else:
+            checkpoint = info.path
+            default_out = checkpoint.parent / f"eval-{checkpoint.stem}"
+        out = args.out or default_out
         with _accelerate_device(args.device):
-            summary = evaluate_checkpoint(cfg, args.checkpoint, out, progress=not args.no_progress,
+            summary = evaluate_checkpoint(cfg, checkpoint, out, progress=not args.no_progress,
                                           classes=info.classes)
-        print(format_table({args.checkpoint.stem: summary}))
+        print(format_table({checkpoint.stem: summary}))
         print(f"results: {out / 'results.json'}")
         return 0
 
     from albar.evaluation.inference import clip_kwargs, extract_features, predict_videos, resolve_device
-    from albar.models import build_model, load_checkpoint_weights
+    from albar.models import model_from_state
 
     device = resolve_device(args.device)
-    model = build_model(cfg.model.name, cfg.model.num_classes, None, **cfg.model.kwargs)
-    load_checkpoint_weights(model, info.state, name=str(info.path))
+    model = model_from_state(cfg.model.name, cfg.model.num_classes, info.state, str(info.path), **cfg.model.kwargs)
     kwargs = clip_kwargs(cfg)
     if args.command == "extract-features":
         written, failed = extract_features(model, args.videos, kwargs, args.out, device, args.overwrite)
@@ -386,7 +476,8 @@ def _from_checkpoint(args: argparse.Namespace) -> int:
     classes, note = class_names(info, cfg)
     if note:
         _warn(note)
-    rows = predict_videos(model, args.videos, kwargs, classes, frame=cfg.objective.frame, device=device)
+    frame = getattr(cfg.objective, "frame", "middle")  # the static probe's frame: ALBAR's, or the middle one
+    rows = predict_videos(model, args.videos, kwargs, classes, frame=frame, device=device)
     failed = [(Path(r["video"]), r["error"]) for r in rows if "error" in r]
     if args.json:
         print(json.dumps(rows, indent=2))

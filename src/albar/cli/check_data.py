@@ -1,7 +1,7 @@
 """``albar check-data``: find every unreadable, missing, mislabelled or unpaired file before a run does.
 
 Checks the data a run would read, resolved by the same code as ``albar train`` and ``albar eval``
-(``albar.data.build.resolve_data``): give a run's config (``--config`` plus ``key=value`` overrides), or
+(``albar.data.bundle.resolve_data``): give a run's config (``--config`` plus ``key=value`` overrides), or
 flags, which translate into the same config (--hmdb51/--ucf101/--kinetics: ``data.source`` and
 ``data.splits``; --video-root: ``data.root``; --bias-root, --dataset, --labels-csv, --classes: ``data.bias_root``,
 ``data.bias_dataset``, ``data.bias_labels``, ``data.classes``; flags win over the config). --list and
@@ -168,8 +168,8 @@ def plan_from_args(args: argparse.Namespace) -> _Plan:
 def collect_sets(args: argparse.Namespace) -> tuple[dict[str, Any], list[dict[str, str]], dict[str, Any]]:
     """The splits to check (by name), the problems found while resolving them, and facts for the report
     (``skipped`` sets of other datasets, the data section, ``num_classes``)."""
-    from albar.data.build import resolve_data
-    from albar.data.datasets import LabelError, hmdb51_csv, kinetics400_csv, list_split, read_classes
+    from albar.data.bundle import resolve_data
+    from albar.data.layouts import LabelError, hmdb51_csv, kinetics400_csv, list_split, read_classes
 
     plan = plan_from_args(args)
     info: dict[str, Any] = {"skipped": [], "num_classes": plan.num_classes}
@@ -241,7 +241,7 @@ def check_sets(
 
     A SCUFO item standing in for a still the release lacks is not probed: its pairing problem says it all.
     """
-    from albar.data.build import NO_STILL
+    from albar.data.bundle import NO_STILL
     from albar.utils import parallel_map
 
     problems: list[dict[str, str]] = []

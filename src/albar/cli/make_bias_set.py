@@ -65,7 +65,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from albar.biasgen import BiasSetSpec, BoxTable, ImageBackgrounds, MaskFolder, StripeBackgrounds, build_bias_set
-    from albar.data.datasets import read_classes
+    from albar.data.layouts import read_classes
 
     try:
         masks = MaskFolder(args.masks, args.first_index) if args.masks else BoxTable(args.boxes, args.first_index)

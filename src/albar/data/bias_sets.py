@@ -19,8 +19,8 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
-from albar.data.datasets import DatasetSplit, LabelError, list_split, read_csv_rows
 from albar.data.io import ClipReadError, read_clip
+from albar.data.layouts import DatasetSplit, LabelError, list_split, read_csv_rows
 from albar.data.lists import ClipItem
 from albar.utils import atomic_write, atomic_write_json
 

@@ -51,6 +51,11 @@ class ClipDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
+    @property
+    def num_views(self) -> int:
+        """One clip per item (:class:`~albar.data.views.ViewDataset` has several)."""
+        return 1
+
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 

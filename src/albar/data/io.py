@@ -1,20 +1,27 @@
 """Reading frames from the four kinds of clip source: encoded video, frame folder, frame zip, still image.
 
-Video goes through PyAV, decoding from the start and counting frames: seeking by timestamp returns the
-wrong frames on AVIs with packed B-frames (HMDB51), and so do torchcodec's indices (ECOSYSTEM.md).
+Video goes through PyAV. Frame i is the i-th frame that decoding from the start delivers. That is how AVIs are
+read: seeking by timestamp returns the wrong frames on AVIs with packed B-frames (HMDB51), and so do torchcodec's
+indices (ECOSYSTEM.md). MP4s seek to the keyframe before the clip, numbering frames by their timestamps in display
+order and checking each decoded frame against that numbering (:func:`read_video`; tests/test_decode_paths.py).
 """
 
 from __future__ import annotations
 
+import bisect
 import io
 import re
 import warnings
 import zipfile
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Literal
 
 import av
 import numpy as np
+from av.container import InputContainer
+from av.video.stream import VideoStream
 from PIL import Image, UnidentifiedImageError
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
@@ -117,37 +124,190 @@ def _pick(n: int, sampler: IndexSampler, source: Path) -> list[int]:
     return idx
 
 
-def _read_video(source: Path, sampler: IndexSampler) -> np.ndarray:
+VideoPath = Literal["auto", "scan", "seek"]
+
+# Seeking is used only where the container carries a presentation timestamp per frame (MP4/MOV) and for codecs
+# whose seeking tests/test_decode_paths.py covers; everything else (AVI above all: HMDB51's packed B-frames come
+# out with garbled timestamps) decodes from the start. The seek path numbers frames from the packets' timestamps
+# and checks every decoded frame against that numbering; on any doubt it decodes from the start instead, so both
+# paths return the same frames.
+SEEK_FORMATS = frozenset({"mov", "mp4"})
+SEEK_CODECS = frozenset({"h264", "mpeg4"})
+# "auto": seek where exact (benchmarks/decode.py: half the decoding CPU on an MP4 with a keyframe every second,
+# the same as the scan where the only keyframe is the first frame)
+AUTO_PATH: VideoPath = "seek"
+
+
+class SeekUnusable(Exception):
+    """The seek path cannot prove it returns the frames decoding from the start would (the reason says why)."""
+
+
+@dataclass(frozen=True)
+class DecodeThreads:
+    """FFmpeg's threading for one decoder: ``thread_type`` "SLICE", "FRAME" or "AUTO" (both); ``count`` 0 = one
+    per core, 1 = no threads."""
+
+    thread_type: str = "SLICE"
+    count: int = 1
+
+
+# One thread per decoder: the loader's worker processes give the parallelism. Decoder threads cost 10-45% more
+# CPU per clip (FRAME/AUTO, benchmarks/decode.py), and SLICE threads idle on single-slice streams (x264's, Xvid's)
+# while one pool per worker and per core would oversubscribe a machine whose workers already fill its cores.
+DECODE_THREADS = DecodeThreads("SLICE", 1)
+
+
+def _open_video(source: Path, threads: DecodeThreads) -> tuple[InputContainer, VideoStream]:
     try:
         container = av.open(str(source))
     except (av.error.FFmpegError, OSError) as err:
         raise ClipReadError(source, f"cannot open video ({err})") from err
-    with container:
-        if not container.streams.video:
-            raise ClipReadError(source, "no video stream")
-        stream = container.streams.video[0]
-        stream.thread_type = "SLICE"
-        declared = stream.frames
-        idx = _pick(declared, sampler, source) if declared > 0 else None
-        last = max(idx) if idx else None
-        frames: list[av.VideoFrame] = []
-        try:
-            for frame in container.decode(stream):
-                frames.append(frame)
-                if last is not None and len(frames) > last:
-                    break
-        except (av.error.FFmpegError, OSError) as err:
-            if not frames:
-                raise ClipReadError(source, f"cannot decode video ({err})") from err
-            # A damaged tail: keep the frames decoded so far and sample among them.
+    if not container.streams.video:
+        container.close()
+        raise ClipReadError(source, "no video stream")
+    stream = container.streams.video[0]
+    stream.thread_type = threads.thread_type
+    stream.codec_context.thread_count = threads.count
+    return container, stream
+
+
+def video_decode_path(container: InputContainer, stream: VideoStream) -> str:
+    """"seek" where the container and codec allow exact seeking (MP4/MOV with H.264 or MPEG-4 Part 2), else
+    "scan" (decode from the start)."""
+    formats = set(container.format.name.split(","))
+    return "seek" if formats & SEEK_FORMATS and stream.codec_context.name in SEEK_CODECS else "scan"
+
+
+def _presentation_order(container: InputContainer, stream: VideoStream) -> tuple[list[int], list[int]]:
+    """Every frame's presentation timestamp in display order, and the keyframes', from the packets alone (nothing
+    decoded; ~1 ms for 300 frames). Refused (SeekUnusable) where they cannot number the frames as decoding from
+    the start does: a packet without a timestamp, one the demuxer marks to discard (edit lists) or as corrupt, two
+    frames at one time, a count other than the header's, a first frame that is not a keyframe."""
+    pts: list[int] = []
+    keys: list[int] = []
+    try:
+        for packet in container.demux(stream):
+            if packet.size == 0:
+                continue  # the demuxer's end-of-stream marker
+            if packet.pts is None or packet.is_discard or packet.is_corrupt:
+                raise SeekUnusable(f"packet {len(pts)} has no usable timestamp")
+            pts.append(packet.pts)
+            if packet.is_keyframe:
+                keys.append(packet.pts)
+    except (av.error.FFmpegError, OSError) as err:
+        raise SeekUnusable(f"demuxing failed ({err})") from err
+    order = sorted(pts)
+    if len(set(order)) != len(order):
+        raise SeekUnusable("two frames share a timestamp")
+    if not order or len(order) != stream.frames:
+        raise SeekUnusable(f"{len(order)} packets, header declares {stream.frames} frames")
+    if not keys or min(keys) != order[0]:
+        raise SeekUnusable("the first frame is not a keyframe")
+    return order, sorted(keys)
+
+
+def _seek_frames(container: InputContainer, stream: VideoStream, order: list[int], keys: list[int],
+                 idx: list[int]) -> dict[int, np.ndarray]:
+    """The frames at ``idx`` (ranks in ``order``), decoded from the last keyframe at or before the first of them.
+
+    The first frame after the seek must be one of ``order`` at or before the clip; every later one must carry the
+    next timestamp in display order. Then the k-th frame decoded has rank (first one's rank + k), as decoding from
+    the start numbers it. A decoder that delivers frames out of order (packed B-frames stream-copied into MP4),
+    skips one or lands after the clip is refused (SeekUnusable).
+    """
+    wanted = set(idx)
+    first, last = order[min(wanted)], max(wanted)
+    key = keys[bisect.bisect_right(keys, first) - 1]
+    out: dict[int, np.ndarray] = {}
+    rank = -1
+    try:
+        # MP4's seek compares presentation times (its index holds decoding times, shifted by the edit list)
+        container.seek(key, stream=stream, backward=True, any_frame=False)
+        for frame in container.decode(stream):
+            if rank < 0:
+                rank = bisect.bisect_left(order, frame.pts) if frame.pts is not None else len(order)
+                if rank == len(order) or order[rank] != frame.pts or frame.pts > first:
+                    raise SeekUnusable(f"the seek to {key} landed on timestamp {frame.pts}")
+            elif rank >= len(order) or frame.pts != order[rank]:
+                raise SeekUnusable(f"after seeking, frame of timestamp {frame.pts} where rank {rank} "
+                                   f"({order[rank] if rank < len(order) else 'past the end'}) was due")
+            if rank in wanted:
+                out[rank] = frame.to_ndarray(format="rgb24")
+            if rank == last:
+                return out
+            rank += 1
+    except (av.error.FFmpegError, OSError) as err:
+        raise SeekUnusable(f"decoding after the seek failed ({err})") from err
+    raise SeekUnusable(f"the stream ended at rank {rank}, before frame {last}")
+
+
+def _scan_frames(source: Path, container: InputContainer, stream: VideoStream,
+                 sampler: IndexSampler, idx: list[int] | None) -> tuple[dict[int, np.ndarray], list[int]]:
+    """Decode from the start, counting frames (exact on every container); ``idx`` None: sample from the header's
+    frame count (or, where the header has none or the stream ends early, from the frames decoded)."""
+    declared = stream.frames
+    if idx is None and declared > 0:
+        idx = _pick(declared, sampler, source)
+    last = max(idx) if idx else None
+    frames: list[av.VideoFrame] = []
+    try:
+        for frame in container.decode(stream):
+            frames.append(frame)
+            if last is not None and len(frames) > last:
+                break
+    except (av.error.FFmpegError, OSError) as err:
         if not frames:
-            raise ClipReadError(source, "no decodable frames")
-        if idx is None or len(frames) <= last:  # frame count unknown, or the stream ended early
-            if declared - len(frames) > max(2, int(TRUNCATION_TOLERANCE * declared)):
-                raise ClipReadError(source, f"truncated: stream ended after {len(frames)} of {declared} "
-                                            "declared frames")
-            idx = _pick(len(frames), sampler, source)
-        rgb = {i: frames[i].to_ndarray(format="rgb24") for i in set(idx)}
+            raise ClipReadError(source, f"cannot decode video ({err})") from err
+        # A damaged tail: keep the frames decoded so far and sample among them.
+    if not frames:
+        raise ClipReadError(source, "no decodable frames")
+    if idx is None or len(frames) <= last:  # frame count unknown, or the stream ended early
+        if declared - len(frames) > max(2, int(TRUNCATION_TOLERANCE * declared)):
+            raise ClipReadError(source, f"truncated: stream ended after {len(frames)} of {declared} "
+                                        "declared frames")
+        idx = _pick(len(frames), sampler, source)
+    return {i: frames[i].to_ndarray(format="rgb24") for i in set(idx)}, idx
+
+
+def read_video(source: str | Path, sampler: IndexSampler, path: VideoPath = "auto",
+               threads: DecodeThreads | None = None, fallback: bool = True) -> np.ndarray:
+    """Frames of an encoded video at ``sampler(num_frames)``, uint8 (T, H, W, 3); frame i is the i-th frame that
+    decoding from the start delivers, whichever path reads it.
+
+    ``path``: "scan" decodes from the start (exact on every container, the reference); "seek" seeks to the keyframe
+    before the clip where :func:`video_decode_path` allows it, and scans elsewhere; "auto" is the choice made from
+    benchmarks/decode.py (:data:`AUTO_PATH`). A seek that cannot prove its frames (:func:`_seek_frames`) decodes
+    from the start instead, which also gives every damaged file its error message; ``fallback=False`` raises
+    :class:`SeekUnusable` then (tests and benchmarks use it to know which path ran). ``threads``: FFmpeg's decoder
+    threading (default :data:`DECODE_THREADS`).
+    """
+    source = Path(source)
+    if path not in ("auto", "scan", "seek"):
+        raise ValueError(f"decode path must be 'auto', 'scan' or 'seek', got {path!r}")
+    path = AUTO_PATH if path == "auto" else path
+    threads = threads or DECODE_THREADS
+    container, stream = _open_video(source, threads)
+    try:
+        idx = None
+        if path == "seek":
+            if video_decode_path(container, stream) != "seek":
+                if not fallback:
+                    raise SeekUnusable(f"{container.format.name} / {stream.codec_context.name}: not seeked")
+            else:
+                try:
+                    order, keys = _presentation_order(container, stream)
+                    idx = _pick(len(order), sampler, source)  # len(order) is the header's count: the scan's too
+                    return _stack(_seek_frames(container, stream, order, keys, idx), idx, source,
+                                  lambda i: f"frame {i}")
+                except SeekUnusable:
+                    if not fallback:
+                        raise
+                # the demuxer has moved on: decode from the start on a fresh one
+                container.close()
+                container, stream = _open_video(source, threads)
+        rgb, idx = _scan_frames(source, container, stream, sampler, idx)
+    finally:
+        container.close()
     return _stack(rgb, idx, source, lambda i: f"frame {i}")
 
 
@@ -243,7 +403,7 @@ def read_clip(source: str | Path, sampler: IndexSampler) -> np.ndarray:
         raise ClipReadError(source, "empty file")
     kind = source_kind(source)
     if kind == "video":
-        frames = _read_video(source, sampler)
+        frames = read_video(source, sampler)
     elif kind == "zip":
         frames = _read_zip(source, sampler)
     elif kind == "frames":

@@ -29,9 +29,7 @@ def build_transform(
     Paper recipe: short side 256, random resized crop 224 and horizontal flip for training; short side
     256 and centre crop 224 for testing. Turn ``hflip`` off where direction is the class (left vs right).
     """
-    ops: list[v2.Transform] = []
-    if resize_short:
-        ops.append(v2.Resize(resize_short, antialias=True))
+    ops = resizing(resize_short)
     if train and train_crop == "random_resized":
         ops.append(v2.RandomResizedCrop(crop_size, antialias=True))
     elif train and train_crop == "random":
@@ -40,8 +38,17 @@ def build_transform(
         ops.append(v2.CenterCrop(crop_size))
     if train and hflip:
         ops.append(v2.RandomHorizontalFlip())
-    ops += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=list(mean), std=list(std))]
-    return v2.Compose(ops)
+    return v2.Compose([*ops, *normalization(mean, std)])
+
+
+def resizing(resize_short: int | None) -> list[v2.Transform]:
+    """The resize of every clip, for training and testing: the short side to ``resize_short`` (None: none)."""
+    return [v2.Resize(resize_short, antialias=True)] if resize_short else []
+
+
+def normalization(mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> list[v2.Transform]:
+    """uint8 (..., C, H, W) -> float in [0, 1], normalised per channel: the last steps of every clip transform."""
+    return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=list(mean), std=list(std))]
 
 
 def apply_transform(transform: v2.Transform, frames: torch.Tensor) -> torch.Tensor:

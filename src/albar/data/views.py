@@ -3,7 +3,7 @@
 ``center`` (the paper's: one clip from the middle, centre crop), ``first`` (the official code's: the clip
 starting at frame 0) and ``NxS`` (mmaction2/StillMix style: N clips spread uniformly over the video, each
 with S = 1 centre crop or S = 3 crops along the long side; the softmax scores of the N * S views are
-averaged per video, see ``albar.evaluation.views.predict_views``).
+averaged per video by the inference loop, ``albar.evaluation.predict``).
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from albar.data.io import ClipReadError, at_least, read_clip, still_frame
+from albar.data.io import at_least, read_clip, still_frame
 from albar.data.lists import ClipItem
 from albar.data.sampling import clip_indices
-from albar.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from albar.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalization, resizing
 
 
 @dataclass(frozen=True)
@@ -84,11 +85,12 @@ def spatial_crops(video: torch.Tensor, crop_size: int, crops: int) -> list[torch
 
 
 class ViewDataset(Dataset):
-    """Yields ``{"clips": (V, C, T, H, W), "label", "key", "index", "view", "error"}`` for each item.
+    """Yields ``{"clip": (V, C, T, H, W), "label", "key", "index", "view"}`` for each item.
 
-    V = clips x crops of ``view``. A source that cannot be read (or has fewer than ``min_frames`` frames)
-    yields zeros and its reason in ``error`` instead of raising, so evaluation keeps the item, as a NaN
-    row counted wrong. Every clip of an item comes from one decoding pass.
+    V = clips x crops of ``view``, resized and normalised by the same transforms as training clips
+    (:mod:`albar.data.transforms`). A source that cannot be read (or has fewer than ``min_frames`` frames) raises
+    ``ClipReadError``, as :class:`~albar.data.dataset.ClipDataset` does; evaluation keeps the item as a NaN row
+    counted wrong (:mod:`albar.evaluation.predict`). Every clip of an item comes from one decoding pass.
     """
 
     def __init__(
@@ -108,9 +110,13 @@ class ViewDataset(Dataset):
         self.items = list(items)
         self.num_frames, self.stride = num_frames, stride
         self.view = parse_view(view) if isinstance(view, str) else view
-        self.crop_size, self.resize_short, self.min_frames = crop_size, resize_short, min_frames
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1, 1)
+        self.crop_size, self.min_frames = crop_size, min_frames
+        self.resize = v2.Compose(resizing(resize_short) or [v2.Identity()])
+        self.normalize = v2.Compose(normalization(mean, std))
+
+    @property
+    def num_views(self) -> int:
+        return self.view.num_views
 
     def __len__(self) -> int:
         return len(self.items)
@@ -140,22 +146,15 @@ class ViewDataset(Dataset):
             per_clip = [still[None].copy()]  # one frame; a writable copy, as torch.from_numpy wants
         out = []
         for frames in per_clip:
-            video = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)  # T, C, H, W
-            if self.resize_short:
-                video = TF.resize(video, [self.resize_short], antialias=True)
-            out += [c.permute(1, 0, 2, 3) for c in spatial_crops(video, self.crop_size, self.view.crops)]
+            video = self.resize(torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2))  # T, C, H, W
+            out += [self.normalize(c).permute(1, 0, 2, 3) for c in spatial_crops(video, self.crop_size,
+                                                                                 self.view.crops)]
         clips = torch.stack(out)
         if still is not None:  # (crops, C, 1, H, W) -> (clips * crops, C, T, H, W)
             clips = clips.repeat(self.view.clips, 1, self.num_frames, 1, 1)
-        clips = clips.float() / 255.0
-        return (clips - self.mean) / self.std
+        return clips
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         item = self.items[index]
-        try:
-            clips, error = self.views(index), ""
-        except ClipReadError as err:
-            shape = (self.view.num_views, 3, self.num_frames, self.crop_size, self.crop_size)
-            clips, error = torch.zeros(shape), err.reason
-        return {"clips": clips, "label": item.label, "key": item.key, "index": index,
-                "view": self.view.name, "error": error}
+        return {"clip": self.views(index), "label": item.label, "key": item.key, "index": index,
+                "view": self.view.name}

@@ -13,26 +13,28 @@ from __future__ import annotations
 import copy
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from albar.config import ConfigError, TrainConfig, config_from_data, load_config
+from albar.data.bundle import eval_dataset, official_classes
 from albar.data.dataset import ClipDataset
-from albar.data.io import ClipReadError
+from albar.data.layouts import read_classes
 from albar.data.lists import ClipItem
+from albar.data.views import ViewDataset
+from albar.evaluation.predict import NothingReadable, evaluating, probabilities, run_model
 from albar.models.registry import _head_path
 from albar.objectives import static_clip
-from albar.utils import torch_load
+from albar.utils import atomic_write, torch_load
 
 # data.* values recorded in a checkpoint that change what the model sees at test time
 PREPROCESSING_KEYS = ("num_frames", "stride", "crop_size", "resize_short", "mean", "std", "test_view")
-_OFFICIAL = ("hmdb51", "ucf101", "kinetics400")
 
 
 def feature_extractor(model: nn.Module) -> nn.Module:
@@ -130,13 +132,9 @@ def class_names(info: CheckpointInfo, cfg: TrainConfig) -> tuple[list[str] | Non
         d = cfg.data
         names_file = getattr(d, "classes", None) or (d.root / "classes.txt" if d.root is not None else None)
         try:
-            if d.source in _OFFICIAL and d.splits is not None:
-                from albar.data.build import official_classes
-
-                classes = official_classes(d)  # from the split files (HMDB51, UCF101) or the CSV (K400)
+            if d.layout is not None and d.splits is not None:
+                classes = official_classes(d)  # from the layout's files (HMDB51's splits, K400's CSV, ...)
             elif names_file is not None and (names_file.is_file() or getattr(d, "classes", None) is not None):
-                from albar.data.datasets import read_classes
-
                 classes = read_classes(names_file)
         except (OSError, ValueError) as err:  # names are a convenience here: say why they are missing
             note = f"class names unavailable ({err}); printing class indices"
@@ -149,19 +147,38 @@ def class_names(info: CheckpointInfo, cfg: TrainConfig) -> tuple[list[str] | Non
 
 
 def clip_kwargs(cfg: TrainConfig) -> dict[str, Any]:
-    """ClipDataset arguments for one deterministic test clip per video, as ``cfg`` preprocesses."""
-    from albar.data.transforms import build_transform
-
-    d = cfg.data
-    mode = d.test_view if d.test_view in ("center", "first") else "center"  # one clip per video here
-    return {"num_frames": d.num_frames, "stride": d.stride, "mode": mode, "seed": cfg.seed,
-            "min_frames": d.min_frames,
-            "transform": build_transform(False, d.crop_size, d.resize_short, d.train_crop, d.hflip, d.mean, d.std)}
+    """How ``predict``/``extract-features`` read videos: as ``cfg`` evaluates (test view, preprocessing), in
+    batches of the evaluation batch size."""
+    return {"data": cfg.data, "seed": cfg.seed, "batch_size": cfg.eval.batch_size or 2 * cfg.optim.batch_size}
 
 
-def _videos(paths: Sequence[Path], dataset_kwargs: dict) -> ClipDataset:
-    items = [ClipItem(source=Path(p), label=0, key=Path(p).stem) for p in paths]
-    return ClipDataset(items, **dataset_kwargs)
+def _videos(paths: Sequence[Path], dataset_kwargs: dict) -> ClipDataset | ViewDataset:
+    items = [ClipItem(source=Path(p), label=0, key=str(i)) for i, p in enumerate(paths)]  # keys: one per input
+    return eval_dataset(dataset_kwargs["data"], items, dataset_kwargs["seed"])
+
+
+def _over_videos(fn: Callable[[Tensor], Tensor], then: Callable[[Tensor], Tensor] | None, paths: Sequence[Path],
+                 dataset_kwargs: dict, device: torch.device | str) -> tuple[np.ndarray | None, dict[int, str]]:
+    """(rows or None when no video can be read, reason by input index) through the one inference loop."""
+    ds = _videos(paths, dataset_kwargs)
+    try:
+        out = run_model(fn, ds, None, dataset_kwargs["batch_size"], device=device, then=then)
+    except NothingReadable as err:
+        return None, err.reasons
+    return out.rows, {int(k): reason for k, reason in out.errors.items()}
+
+
+def _motion_and_static(model: nn.Module, frame: str | int) -> Callable[[Tensor], Tensor]:
+    """(N, 2K): the logits of each clip beside those of its static version (one frame repeated), one forward."""
+    def fn(clips: Tensor) -> Tensor:
+        both = model(torch.cat([clips, static_clip(clips, frame)]))
+        return torch.cat([both[: len(clips)], both[len(clips):]], dim=1)
+    return fn
+
+
+def _two_softmaxes(logits: Tensor) -> Tensor:
+    k = logits.shape[1] // 2
+    return torch.cat([probabilities(logits[:, :k]), probabilities(logits[:, k:])], dim=1)
 
 
 @torch.no_grad()
@@ -169,26 +186,26 @@ def predict_videos(
     model: nn.Module, paths: Sequence[Path], dataset_kwargs: dict, classes: list[str] | None = None, k: int = 5,
     frame: str | int = "middle", device: torch.device | str = "cpu",
 ) -> list[dict]:
-    """Top-k classes per video, and the same for the static version of its clip (one frame repeated).
+    """Top-k classes per video, and the same for the static version of its clip (one frame repeated); with a
+    multi-view test view, each averaged over the views.
 
     A video that cannot be read gets ``{"video": ..., "error": reason}`` in its place (never dropped)."""
-    ds = _videos(paths, dataset_kwargs)
-    model = model.to(device).eval()
-    rows = []
+    model = model.to(device)
+    with evaluating(model):
+        rows, errors = _over_videos(_motion_and_static(model, frame), _two_softmaxes, paths, dataset_kwargs, device)
+    out = []
     for i, path in enumerate(paths):
-        try:
-            clip = ds[i]["clip"][None].to(device)
-        except ClipReadError as err:
-            rows.append({"video": str(path), "error": err.reason})
+        if i in errors or rows is None:
+            out.append({"video": str(path), "error": errors.get(i, "not read")})
             continue
-        both = model(torch.cat([clip, static_clip(clip, frame)])).float().softmax(-1).cpu()
+        half = rows.shape[1] // 2
         entry: dict = {"video": str(path)}
-        for name, probs in (("motion", both[0]), ("static", both[1])):
+        for name, probs in (("motion", torch.from_numpy(rows[i, :half])), ("static", torch.from_numpy(rows[i, half:]))):
             p, idx = probs.topk(min(k, probs.numel()))
             entry[name] = [{"class": classes[j] if classes else int(j), "index": int(j), "prob": float(q)}
                            for q, j in zip(p.tolist(), idx.tolist())]
-        rows.append(entry)
-    return rows
+        out.append(entry)
+    return out
 
 
 def feature_targets(paths: Sequence[Path], out_dir: Path, overwrite: bool = False) -> list[Path]:
@@ -216,22 +233,19 @@ def extract_features(
     model: nn.Module, paths: Sequence[Path], dataset_kwargs: dict, out_dir: Path,
     device: torch.device | str = "cpu", overwrite: bool = False,
 ) -> tuple[list[tuple[Path, Path]], list[tuple[Path, str]]]:
-    """Pooled features (float32 ``.npy``) per video, at :func:`feature_targets`; written atomically.
+    """Pooled features (float32 ``.npy``; with a multi-view test view, the mean over the views) per video, at
+    :func:`feature_targets`; written atomically.
 
     Returns ((video, file) per file written, (video, reason) per video that could not be read)."""
-    from albar.utils import atomic_write
-
     targets = feature_targets(paths, out_dir, overwrite)
     net = feature_extractor(model).to(device).eval()
-    ds = _videos(paths, dataset_kwargs)
+    rows, errors = _over_videos(lambda clips: net(clips).flatten(1), None, paths, dataset_kwargs, device)
     written, failed = [], []
     for i, (path, target) in enumerate(zip(paths, targets)):
-        try:
-            clip = ds[i]["clip"][None].to(device)
-        except ClipReadError as err:
-            failed.append((Path(path), err.reason))
+        if i in errors or rows is None:
+            failed.append((Path(path), errors.get(i, "not read")))
             continue
-        feats = net(clip).float().flatten(1)[0].cpu().numpy().astype(np.float32)
+        feats = rows[i].astype(np.float32)
 
         def save(tmp: Path, f: np.ndarray = feats) -> None:
             with open(tmp, "wb") as fh:

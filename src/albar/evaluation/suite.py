@@ -8,25 +8,19 @@ from typing import TextIO
 from accelerate import Accelerator
 from torch import nn
 
-from albar.data.build import DataBundle
-from albar.data.views import ViewDataset
+from albar.data.bundle import DataBundle
 from albar.evaluation.metrics import Predictions, bias_summary
 from albar.evaluation.predict import predict
-from albar.evaluation.views import predict_views
 
 
 def predict_all(
     model: nn.Module, data: DataBundle, accelerator: Accelerator, batch_size: int = 32, num_workers: int = 0,
     progress: bool = False,
 ) -> dict[str, Predictions]:
-    out = {}
-    for name, ds in data.eval_sets().items():
-        if isinstance(ds, ViewDataset):  # several views per video, softmax averaged; one process
-            out[name] = predict_views(accelerator.unwrap_model(model), ds, max(1, batch_size // ds.view.num_views),
-                                      num_workers, accelerator.device, progress=progress)
-        else:
-            out[name] = predict(model, ds, accelerator, batch_size, num_workers, progress=progress, desc=name)
-    return out
+    """Every evaluation set, sharded across the accelerator's processes (multi-view sets too: softmax averaged
+    over the views of each video)."""
+    return {name: predict(model, ds, accelerator, batch_size, num_workers, progress=progress, desc=name)
+            for name, ds in data.eval_sets().items()}
 
 
 def summarise(preds: dict[str, Predictions]) -> dict:

@@ -1,16 +1,19 @@
-"""Training-time debiasing methods of the paper's Table 1, as seeded batch transformations (issue 5).
+"""Training-time batch methods of the paper's Table 1, as seeded batch transformations filed in a registry
+(``method.name`` picks one), and the training step that composes a method with an objective.
 
-Implemented: None (identity), Mixup, VideoMix (spatial CutMix, one box for all frames), BE (Background
-Erasing), StillMix (random frame of another clip, or a frame bank built with a 2D reference network),
-and their composition with the ALBAR objective (:func:`method_step`, which also gives ALBAR alone and
-ALBAR + StillMix). See :mod:`albar.methods.batch` for the shared conventions and the sources.
+Registered here: none (identity), mixup, videomix (spatial CutMix, one box for all frames), be (Background
+Erasing), stillmix (random frame of another clip, or a frame bank built with a 2D reference network). With the
+objective (``objective.name``: albar, ce, ...) :func:`method_step` gives the baselines, ALBAR and ALBAR + X. See
+:mod:`albar.methods.batch` for the shared conventions and the sources, docs/extending.md to add one.
 
-Out of scope (issue 5): ActorCutMix and SDN need an external human detector / segmenter (ActorCutMix
-pastes backgrounds around human masks; SDN adds a scene model and human masks). FAME is left out with
-them, although it needs no external model (its foreground mask comes from frame differences and a
-colour histogram of the clip); it could be added as one more transformation later.
+Importing this package registers the built-in methods.
 """
 
+from albar.methods import (  # noqa: F401  (importing registers the built-in methods)
+    actorcutmix,  # actorcutmix
+    blendings,  # none, mixup, videomix, be, stillmix
+    fame,  # fame
+)
 from albar.methods.bank import (
     FrameBank,
     FrameScores,
@@ -34,12 +37,20 @@ from albar.methods.batch import (
     videomix,
     videomix_box,
 )
-from albar.methods.config import DEFAULT_PROB, MethodConfig
-from albar.methods.step import BatchMethod, MethodStep, build_method, method_step
+from albar.methods.registry import (
+    BatchMethod,
+    MethodConfig,
+    build_method,
+    method_entry,
+    method_names,
+    register_method,
+)
+from albar.methods.step import MethodStep, method_step
 
 __all__ = [
-    "DEFAULT_PROB", "BatchMethod", "FrameBank", "FrameScores", "MethodConfig", "MethodStep", "MixedBatch",
+    "BatchMethod", "FrameBank", "FrameScores", "MethodConfig", "MethodStep", "MixedBatch",
     "TinyFrameNet", "background_erasing", "build_frame_bank", "build_method", "build_reference_model", "identity",
-    "load_frame_bank", "method_step", "mixed_cross_entropy", "mixup", "save_frame_bank", "score_frames",
-    "select_frames", "stillmix", "stillmix_frames", "train_reference_network", "videomix", "videomix_box",
+    "load_frame_bank", "method_entry", "method_names", "method_step", "mixed_cross_entropy", "mixup",
+    "register_method", "save_frame_bank", "score_frames", "select_frames", "stillmix", "stillmix_frames",
+    "train_reference_network", "videomix", "videomix_box",
 ]

@@ -1,8 +1,7 @@
-"""One training step of a Table 1 method: the batch transformation, then the ALBAR objective.
+"""One training step: the batch method, then the objective ("ALBAR + X" is objective albar with method X).
 
-With all ALBAR weights 0 the objective is plain cross-entropy, so the same step covers None, Mixup,
-VideoMix, BE and StillMix (the baselines), ALBAR (``name='none'`` with ALBAR weights) and
-ALBAR + StillMix.
+Plain CE (objective ``ce``, or ALBAR with all weights 0) with method none, Mixup, VideoMix, BE or StillMix gives
+the baselines; objective ``albar`` with method ``none`` is ALBAR, with ``stillmix`` ALBAR + StillMix.
 """
 
 from __future__ import annotations
@@ -10,77 +9,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-from albar.methods.bank import FrameBank, load_frame_bank
-from albar.methods.batch import (
-    MixedBatch,
-    background_erasing,
-    identity,
-    mixed_cross_entropy,
-    mixup,
-    stillmix,
-    stillmix_frames,
-    videomix,
-)
-from albar.methods.config import MethodConfig
-from albar.objectives import ALBARLoss, ALBARTerms
-
-
-class BatchMethod:
-    """A :class:`MethodConfig` made callable: ``method(clip, labels, generator) -> MixedBatch``.
-
-    Build it once per run (it loads the frame bank, if any, from ``cfg.bank_path`` unless ``bank`` is
-    given).
-    """
-
-    def __init__(self, cfg: MethodConfig, bank: FrameBank | None = None) -> None:
-        self.cfg = cfg
-        self.bank: FrameBank | None = None
-        if cfg.name == "stillmix" and cfg.stillmix_source == "bank":
-            self.bank = bank if bank is not None else load_frame_bank(cfg.bank_path)  # type: ignore[arg-type]
-        elif bank is not None:
-            raise ValueError(f"a frame bank was given but method {cfg.name!r} (source {cfg.stillmix_source!r}) "
-                             f"does not use one")
-
-    @property
-    def static_from(self) -> str:
-        return self.cfg.static_from
-
-    @property
-    def mixes_labels(self) -> bool:
-        return self.cfg.mixes_labels
-
-    def __call__(self, clip: Tensor, labels: Tensor, generator: torch.Generator) -> MixedBatch:
-        c, p = self.cfg, self.cfg.effective_prob
-        if c.name == "none":
-            return identity(clip, labels, generator)
-        if c.name == "mixup":
-            return mixup(clip, labels, generator, alpha=c.mixup_alpha, prob=p)
-        if c.name == "videomix":
-            return videomix(clip, labels, generator, alpha=c.videomix_alpha, prob=p)
-        if c.name == "be":
-            return background_erasing(clip, labels, generator, max_weight=c.be_max_weight, prob=p)
-        if c.name == "stillmix" and c.stillmix_source == "random":
-            return stillmix(clip, labels, generator, alpha=c.stillmix_alpha, prob=p)
-        if c.name == "stillmix":
-            assert self.bank is not None
-            return stillmix_frames(clip, labels, self.bank.frames, generator, alpha=c.stillmix_alpha, prob=p)
-        raise ValueError(f"unknown method name {c.name!r}")  # unreachable: MethodConfig validates the name
-
-
-def build_method(cfg: MethodConfig | dict, bank: FrameBank | None = None) -> BatchMethod:
-    """A :class:`BatchMethod` from a config (or a dict validated into one)."""
-    return BatchMethod(cfg if isinstance(cfg, MethodConfig) else MethodConfig.model_validate(cfg), bank)
+from albar.methods.batch import MixedBatch, mixed_cross_entropy
+from albar.methods.registry import BatchMethod, MethodConfig, build_method
+from albar.objectives.base import Objective, StepInput, Terms
 
 
 @dataclass
 class MethodStep:
     """The objective's terms and the transformed batch they were computed on."""
 
-    terms: ALBARTerms
+    terms: Terms
     batch: MixedBatch
 
 
@@ -89,11 +33,14 @@ def method_step(
     clip: Tensor,
     labels: Tensor,
     method: BatchMethod | MethodConfig,
-    criterion: ALBARLoss,
+    objective: Objective,
     generator: torch.Generator,
-    weight_scale: float = 1.0,
+    step: int | None = None,
+    steps_per_epoch: int | None = None,
+    extras: dict[str, Any] | None = None,
 ) -> MethodStep:
-    """Transform the batch with ``method``, then apply ``criterion`` (ALBAR; all weights 0: plain CE).
+    """Transform the batch with ``method``, then apply ``objective`` (after ``step`` optimiser steps of
+    ``steps_per_epoch`` per epoch, for its schedules; None: full weights).
 
     The motion clip is the transformed clip. Its loss is the mixed cross-entropy for label-mixing
     methods (Mixup, VideoMix) and plain cross-entropy on the clip's own label otherwise. The static
@@ -111,9 +58,12 @@ def method_step(
     """
     if isinstance(method, MethodConfig):
         method = build_method(method)
-    batch = method(clip, labels, generator)
-    motion_loss = partial(mixed_cross_entropy, batch=batch) if method.mixes_labels else None
-    static_from = clip if method.static_from == "original" else None
-    terms = criterion(model, batch.clip, batch.target_a, generator=generator, static_from=static_from,
-                      motion_loss=motion_loss, weight_scale=weight_scale)
-    return MethodStep(terms=terms, batch=batch)
+    batch = method(clip, labels, generator, extras=extras)  # extras: the loader batch's other entries
+    if method.mixes_labels:
+        motion_loss = partial(mixed_cross_entropy, batch=batch)
+    else:
+        motion_loss = partial(F.cross_entropy, target=batch.target_a)
+    static_source = clip if method.static_from == "original" else batch.clip
+    inputs = StepInput(batch.clip, batch.target_a, motion_loss, static_source, generator, step, steps_per_epoch,
+                       dict(extras or {}))
+    return MethodStep(terms=objective.step_loss(model, inputs), batch=batch)

@@ -1,4 +1,5 @@
-"""One registry for every video classifier: torchvision's and albar's own small CPU model."""
+"""One registry for every video classifier: torchvision's, HF transformers' (``hf:`` names, :mod:`albar.models.hf`)
+and albar's own small CPU model. Weights load from albar checkpoints, exported folders and ``hf://`` models."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from torch import nn
 from torchvision.models import get_model_weights
 from torchvision.models import video as tvv
 
+from albar.models import hf
 from albar.models.small import Small3DCNN
 from albar.utils import torch_load
 
@@ -25,11 +27,14 @@ _LOCAL: dict[str, Callable[..., nn.Module]] = {"small3d": Small3DCNN}
 
 
 def list_models() -> list[str]:
-    return sorted([*_TORCHVISION, *_LOCAL])
+    """Every name ``build_model`` takes; ``hf:<model id>`` (any HF video classifier) is accepted too."""
+    return sorted([*_TORCHVISION, *_LOCAL, *hf.hf_names()])
 
 
 def _head_path(model: nn.Module) -> tuple[nn.Module, str]:
     """(parent module, attribute) of the final classification layer."""
+    if callable(getattr(model, "classification_head", None)):  # wrappers (HF models) say where theirs is
+        return model.classification_head()
     # swin3d: head; resnets, r3d: fc; torchvision ViTs (2D reference networks): heads.head
     for parent, attr in ((model, "head"), (model, "fc"), (getattr(model, "heads", None), "head")):
         layer = getattr(parent, attr, None)
@@ -67,6 +72,9 @@ def check_model_kwargs(name: str, kwargs: Mapping[str, Any]) -> None:
     """ValueError naming ``model.kwargs.<key>`` and the accepted keys when ``name``'s constructor has no such
     argument (the constructor would raise a bare TypeError deep inside torchvision), or naming ``name`` when
     the registry does not know it. Cheap: callers run it before any data are read."""
+    if hf.is_hf(name):
+        hf.check_kwargs(name, kwargs)
+        return
     if name not in _TORCHVISION and name not in _LOCAL:
         raise ValueError(f"model.name: unknown model {name!r}; known: {', '.join(list_models())}")
     params = inspect.signature(_constructor(name)).parameters
@@ -101,11 +109,18 @@ def build_model(name: str, num_classes: int, weights: str | None = None, **kwarg
     """A video classifier with ``num_classes`` outputs, input (B, C, T, H, W).
 
     ``weights``: a torchvision weights name (``KINETICS400_V1`` or ``Swin3D_T_Weights.KINETICS400_V1``,
-    downloaded where the internet is) whose head is then resized, or the path of a local checkpoint for
-    this architecture and ``num_classes`` (loaded with ``weights_only=True``). ``kwargs`` go to the
-    architecture's constructor; an unknown key is a ValueError naming ``model.kwargs.<key>``.
+    downloaded where the internet is) whose head is then resized, or albar weights for this architecture and
+    ``num_classes``: a local checkpoint (loaded with ``weights_only=True``), a folder written by ``albar
+    export``, or ``hf://user/repo``. ``kwargs`` go to the architecture's constructor (for ``hf:`` models: the
+    transformers config); an unknown key is a ValueError naming ``model.kwargs.<key>``. ``hf:<model id>``
+    without ``weights`` starts from that model's pretrained weights, with a new head.
     """
     check_model_kwargs(name, kwargs)
+    if hf.is_hf(name):
+        model = hf.build_hf(name, num_classes, pretrained=not weights and "/" in name, **kwargs)
+        if weights:
+            load_checkpoint_weights(model, weights)
+        return model
     if name in _LOCAL:
         model = _construct(name, _LOCAL[name], kwargs, num_classes=num_classes)
         if weights:
@@ -127,19 +142,63 @@ def build_model(name: str, num_classes: int, weights: str | None = None, **kwarg
 
 
 def looks_like_path(weights: str) -> bool:
-    """A local weights file rather than a torchvision weights name."""
-    return "/" in weights or "\\" in weights or Path(weights).suffix in {".pt", ".pth", ".bin", ".ckpt"}
+    """Albar weights (a local file or folder, or ``hf://``) rather than a torchvision weights name."""
+    return ("/" in weights or "\\" in weights
+            or Path(weights).suffix in {".pt", ".pth", ".bin", ".ckpt", ".safetensors"})
+
+
+def check_weights_source(weights: str | None) -> None:
+    """Fail before any work when ``model.weights`` names local weights that are not there: a missing file, or
+    a folder without ``model.safetensors``. ``hf://`` is checked for its form only (it is fetched later)."""
+    from albar import sharing
+
+    if not weights or not looks_like_path(weights):
+        return
+    if sharing.is_hub(weights):
+        sharing.parse_hub(weights)
+        return
+    path = Path(weights).expanduser()
+    if path.is_dir() and not sharing.is_exported(path):
+        raise FileNotFoundError(f"model.weights: {weights} is a folder without {sharing.WEIGHTS_FILE} (write one "
+                                "with `albar export`)")
+    if not path.exists():
+        raise FileNotFoundError(f"model.weights: file not found: {weights}")
+
+
+def _read_weights(source: str | Path) -> tuple[Any, str]:
+    """(loaded checkpoint or state dict, its name): albar/torch files, exported folders, ``hf://``."""
+    from albar import sharing
+
+    if sharing.is_hub(source) or sharing.is_exported(source) or Path(source).expanduser().is_dir():
+        info = sharing.read_source(source)
+        return info.state, str(info.path)
+    return torch_load(Path(source), "weights file"), str(source)
+
+
+def model_from_state(name: str, num_classes: int, state: Mapping[str, Any], source: str = "checkpoint",
+                     **kwargs: Any) -> nn.Module:
+    """The architecture ``name`` (never its pretrained weights: ``hf:<model id>`` reads only its config) with
+    the weights of an already loaded checkpoint ``state``; ``source`` names it in errors."""
+    check_model_kwargs(name, kwargs)
+    if hf.is_hf(name):
+        model: nn.Module = hf.build_hf(name, num_classes, pretrained=False, **kwargs)
+    elif name in _LOCAL:
+        model = _construct(name, _LOCAL[name], kwargs, num_classes=num_classes)
+    else:
+        model = replace_head(_construct(name, _TORCHVISION[name], kwargs, weights=None), num_classes)
+    load_checkpoint_weights(model, state, name=source)
+    return model
 
 
 def load_checkpoint_weights(model: nn.Module, path: str | Path | Mapping[str, Any], name: str | None = None) -> None:
-    """Load a state dict from ``path`` (a bare state dict or a checkpoint with a ``model`` entry), or from an
-    already loaded checkpoint dict (``name``: what messages call it)."""
+    """Load a state dict from ``path`` (a bare state dict or a checkpoint with a ``model`` entry; an exported
+    folder or ``.safetensors`` file; ``hf://user/repo``), or from an already loaded checkpoint dict (``name``:
+    what messages call it)."""
     if isinstance(path, Mapping):
         state: Any = path
         path = name or "checkpoint"
     else:
-        path = Path(path)
-        state = torch_load(path, "weights file")
+        state, path = _read_weights(path)
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     if not isinstance(state, Mapping) or not all(isinstance(k, str) for k in state):

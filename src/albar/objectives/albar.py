@@ -14,7 +14,11 @@ from typing import Literal, Union
 
 import torch
 import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
+
+from albar.objectives.base import Objective, StepInput
+from albar.objectives.registry import register_objective
 
 FrameChoice = Union[Literal["middle", "random", "first", "last"], int]
 # "sample": one L2 norm per sample over all of C, T, H, W (the paper's Eq. 4). "official": the released code's norm,
@@ -161,7 +165,26 @@ def albar_loss(
     return ALBARTerms(total=total, ce=ce, logits=logits, static_ce=static_ce, neg_entropy=neg_ent, gp=gp)
 
 
-class ALBARLoss(torch.nn.Module):
+class ALBARParams(BaseModel):
+    """``objective:`` parameters of ALBAR (``name: albar``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    w_adv: float = 1.0
+    w_ent: float = 4.0
+    w_gp: float = 10.0
+    frame: Union[Literal["middle", "random", "first", "last"], int] = "middle"
+    # Gradient-penalty norm. official (default): the released code's, one norm per (sample, width column) over
+    # C, T, H, then the mean: what the paper's w_gp = 10 was tuned with. sample: the per-sample norm of the
+    # paper's Eq. 4, ~sqrt(W) times larger (15x at 224 px): pair it with a w_gp ~sqrt(W) times smaller.
+    gp_norm: GPNorm = "official"
+    # Static-clip weights ramp linearly from 0 over this many epochs. A model trained from scratch
+    # otherwise collapses to a constant output (CE(x) - CE(s) = 0 when F ignores its input); the paper
+    # fine-tunes a Kinetics-pretrained model and needs no ramp (0).
+    ramp_epochs: float = Field(ge=0, default=0)
+
+
+class ALBARLoss(Objective):
     """The objective with its weights and static-frame choice fixed; see :func:`albar_loss`.
 
     ``gp_norm`` is "official" by default: with it the paper's weights (1, 4, 10) train the penalty the
@@ -174,7 +197,7 @@ class ALBARLoss(torch.nn.Module):
 
     def __init__(
         self, w_adv: float = 1.0, w_ent: float = 4.0, w_gp: float = 10.0, frame: FrameChoice = "middle",
-        time_dim: int = 2, gp_norm: GPNorm = "official",
+        time_dim: int = 2, gp_norm: GPNorm = "official", ramp_epochs: float = 0.0,
     ) -> None:
         super().__init__()
         named = frame in ("middle", "random", "first", "last")
@@ -182,8 +205,35 @@ class ALBARLoss(torch.nn.Module):
             static_frame_index(1, frame)  # raises, with the same message as at run time
         if gp_norm not in GP_NORMS:
             raise ValueError(f"gp_norm must be one of {GP_NORMS}, got {gp_norm!r}")
-        self.gp_norm = gp_norm
+        if ramp_epochs < 0:
+            raise ValueError(f"ramp_epochs must be >= 0, got {ramp_epochs}")
+        self.gp_norm, self.ramp_epochs = gp_norm, ramp_epochs
         self.w_adv, self.w_ent, self.w_gp, self.frame, self.time_dim = w_adv, w_ent, w_gp, frame, time_dim
+
+    @classmethod
+    def from_params(cls, params: ALBARParams) -> ALBARLoss:
+        return cls(params.w_adv, params.w_ent, params.w_gp, params.frame, gp_norm=params.gp_norm,
+                   ramp_epochs=params.ramp_epochs)
+
+    @property
+    def per_sample_inputs(self) -> bool:  # type: ignore[override]
+        """Static clips pass through the model only when a static-clip weight is on."""
+        return any(w != 0 for w in (self.w_adv, self.w_ent, self.w_gp))
+
+    def weight_scale(self, step: int | None, steps_per_epoch: int | None) -> float:
+        """The static-clip weights' factor after ``step`` optimiser steps: a linear ramp from 0 over
+        ``ramp_epochs`` epochs (1 without a ramp, or when ``step`` is None)."""
+        if step is None or not self.ramp_epochs:
+            return 1.0
+        if not steps_per_epoch:
+            raise ValueError("ALBAR's ramp_epochs needs steps_per_epoch to place the step in its ramp")
+        ramp = round(self.ramp_epochs * steps_per_epoch)
+        return min(1.0, step / ramp) if ramp else 1.0
+
+    def step_loss(self, model: Callable[[Tensor], Tensor], batch: StepInput) -> ALBARTerms:
+        """The objective of one training step; the static clip comes from ``batch.static_source``."""
+        return self(model, batch.clip, batch.labels, generator=batch.generator, static_from=batch.static_source,
+                    motion_loss=batch.motion_loss, weight_scale=self.weight_scale(batch.step, batch.steps_per_epoch))
 
     def forward(
         self, model: Callable[[Tensor], Tensor], clip: Tensor, target: Tensor,
@@ -197,4 +247,7 @@ class ALBARLoss(torch.nn.Module):
 
     def extra_repr(self) -> str:
         return (f"w_adv={self.w_adv}, w_ent={self.w_ent}, w_gp={self.w_gp}, frame={self.frame!r}, "
-                f"gp_norm={self.gp_norm!r}")
+                f"gp_norm={self.gp_norm!r}, ramp_epochs={self.ramp_epochs}")
+
+
+register_objective("albar", params=ALBARParams)(ALBARLoss.from_params)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import torch
 from accelerate import Accelerator
@@ -11,15 +12,15 @@ from accelerate.utils import broadcast_object_list
 from torch import nn
 
 from albar.config import TrainConfig
-from albar.data.build import build_data, preload
+from albar.data.bundle import build_data, preload
 from albar.data.robust import FailureLog, RobustClipDataset
 from albar.evaluation.report import format_table
 from albar.evaluation.suite import evaluate_suite
 from albar.models import build_model, load_checkpoint_weights
-from albar.models.registry import looks_like_path
-from albar.training.checkpoint import checkpoint_meta, save_checkpoint
+from albar.models.registry import check_weights_source
+from albar.training.checkpoint import checkpoint_meta, require_finite, save_checkpoint
 from albar.training.run_folder import RunLock, clean_stale, prepare_run_config
-from albar.training.trainer import make_accelerator, require_finite, say, train, write_epochs_csv
+from albar.training.trainer import make_accelerator, say, train, write_epochs_csv
 from albar.utils import atomic_write_json, atomic_write_text
 
 __all__ = ["evaluate_checkpoint", "fit", "write_epochs_csv", "write_results"]
@@ -33,11 +34,10 @@ def write_results(out: Path, name: str, results: dict, extra: dict | None = None
 
 def check_files(cfg: TrainConfig) -> None:
     """Files the config names outside the data section, checked before any work."""
-    weights = cfg.model.weights
-    if weights and looks_like_path(weights) and not Path(weights).expanduser().is_file():
-        raise FileNotFoundError(f"model.weights: file not found: {weights}")
-    if cfg.method.bank_path is not None and not cfg.method.bank_path.is_file():
-        raise FileNotFoundError(f"method.bank_path: file not found: {cfg.method.bank_path}")
+    check_weights_source(cfg.model.weights)  # a file, an exported folder or hf://user/repo
+    bank_path = getattr(cfg.method, "bank_path", None)
+    if bank_path is not None and not bank_path.is_file():
+        raise FileNotFoundError(f"method.bank_path: file not found: {bank_path}")
 
 
 def claim_run_folder(accelerator: Accelerator, out: Path, cfg: TrainConfig, force: bool) -> ExitStack:
@@ -76,9 +76,20 @@ def fit(cfg: TrainConfig, progress: bool = True, method: str = "run", force: boo
         return _run(cfg, out, accelerator, progress, method)
 
 
+def prepare_train_set(cfg: TrainConfig, dataset: Any) -> Any:
+    """The training set as the batch method and the objective need it: a registered factory with a
+    ``prepare_train_set(params, config, dataset)`` attribute extends it (ActorCutMix, SDN: actor masks)."""
+    for section in (cfg.method, cfg.objective):
+        hook = getattr(section.registry.get(section.name).factory, "prepare_train_set", None)
+        if hook is not None:
+            dataset = hook(section.params, cfg, dataset)
+    return dataset
+
+
 def _run(cfg: TrainConfig, out: Path, accelerator: Accelerator, progress: bool, method: str) -> dict:
     main = accelerator.is_main_process
     data = build_data(cfg.data, cfg.seed, cfg.model.num_classes, progress=progress)
+    data.train = prepare_train_set(cfg, data.train)  # before the preload: the cache then holds what it adds
     preload(data, cfg.data.num_workers)
     batch = cfg.eval.batch_size or 2 * cfg.optim.batch_size
 

@@ -20,14 +20,13 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import torch
 import yaml
 
+from albar.config import ConfigError, TrainConfig, dump_config, load_config, parse_config
 from albar.utils import HOST_ID, atomic_write_text, ensure_folder, pid_alive, remove_dead_leftovers
-
-if TYPE_CHECKING:
-    from albar.config import TrainConfig
 
 LOCK_NAME = ".lock"
 CONFIG_NAME = "config.yaml"
@@ -231,8 +230,6 @@ def upgrade_saved(data: dict[str, Any]) -> dict[str, Any]:
 
 def _normalized(data: dict[str, Any]) -> dict[str, Any]:
     """A saved config as this version reads it (defaults filled in); as it is when this version rejects it."""
-    from albar.config import ConfigError, parse_config
-
     try:
         return parse_config(upgrade_saved(data)).model_dump(mode="json")
     except ConfigError:
@@ -242,8 +239,6 @@ def _normalized(data: dict[str, Any]) -> dict[str, Any]:
 def _saved_config(out: Path) -> tuple[dict[str, Any] | None, str, Path | None]:
     """(saved config or None, its text for the history, where it came from). config.yaml first; without it,
     the config stored in the run's checkpoint."""
-    from albar.config import ConfigError, load_config
-
     path = out / CONFIG_NAME
     if path.is_file():
         try:
@@ -260,8 +255,6 @@ def _saved_config(out: Path) -> tuple[dict[str, Any] | None, str, Path | None]:
         ckpt = out / name
         if ckpt.is_file():
             try:
-                import torch
-
                 state = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)
             except Exception:  # unreadable here: the trainer reports it when it resumes  # noqa: BLE001
                 continue
@@ -296,8 +289,6 @@ def prepare_run_config(out_dir: str | Path, cfg: TrainConfig, force: bool) -> No
 
     Call it on the main process only, with the :class:`RunLock` held.
     """
-    from albar.config import dump_config
-
     out = Path(out_dir)
     ensure_folder(out, "out_dir")
     path = out / CONFIG_NAME

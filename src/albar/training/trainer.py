@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import math
+import os
 import signal
 import sys
 import threading
@@ -26,9 +27,9 @@ from typing import Any, TextIO
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import gather_object, set_seed
+from accelerate.utils import set_seed
 from torch import nn
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
 from albar.config import TrainConfig
@@ -36,19 +37,21 @@ from albar.data.dataset import ClipDataset
 from albar.data.robust import FailureLog, RobustClipDataset
 from albar.evaluation.metrics import topk_accuracy
 from albar.evaluation.predict import predict
-from albar.methods import build_method, method_step
+from albar.methods import BatchMethod, build_method, method_step
 from albar.models import build_model
-from albar.objectives import ALBARLoss
-from albar.training.checkpoint import first_non_finite, load_resume_state, rng_state, save_checkpoint, set_rng_state
+from albar.objectives import Objective, Terms, build_objective
+from albar.training.checkpoint import (
+    LoopState,
+    NonFiniteLossError,
+    RunCheckpoint,
+    fresh_epoch_stats,
+    rng_state,
+)
 from albar.training.schedule import scaled_lr, warmup_cosine
 from albar.utils import atomic_write_text, ensure_folder
 
 # Slurm and Kubernetes send SIGTERM before killing a job; Slurm's --signal=USR1@<seconds> warns ahead of the limit
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGUSR1") if hasattr(signal, name))
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The loss, its gradient or the weights became NaN or Inf; the message names the step and the terms."""
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -216,13 +219,16 @@ def _batchnorm_layers(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
-def warn_batchnorm(cfg: TrainConfig, model: nn.Module) -> None:
+def warn_batchnorm(cfg: TrainConfig, model: nn.Module, objective: Objective | None = None) -> None:
     """ALBAR passes motion and static clips through the model: BatchNorm in train mode mixes their statistics
-    and couples the samples that the per-sample gradient penalty treats as independent."""
-    ob, layers = cfg.objective, _batchnorm_layers(model)
-    if layers and not cfg.model.freeze_bn and (ob.w_adv or ob.w_ent or ob.w_gp):
+    and couples the samples that the per-sample gradient penalty treats as independent (any objective with
+    ``per_sample_inputs``)."""
+    layers = _batchnorm_layers(model)
+    per_sample = (objective or build_objective(cfg.objective)).per_sample_inputs if layers else False
+    if layers and not cfg.model.freeze_bn and per_sample:
+        under = "ALBAR" if cfg.objective.name == "albar" else f"objective {cfg.objective.name!r}"
         warnings.warn(
-            f"model {cfg.model.name} has {len(layers)} BatchNorm layers in train mode under ALBAR: motion and "
+            f"model {cfg.model.name} has {len(layers)} BatchNorm layers in train mode under {under}: motion and "
             "static clips share batch statistics and the gradient penalty is no longer per sample; set "
             "model.freeze_bn=true to use their running statistics (pretrained weights), or use a model "
             "without BatchNorm (swin3d_t, small3d)", UserWarning, stacklevel=3)
@@ -235,16 +241,6 @@ def train_mode(model: nn.Module, freeze_bn: bool) -> None:
     if freeze_bn:
         for layer in _batchnorm_layers(model):
             layer.eval()
-
-
-def require_finite(state: dict[str, Any], step: int, path: Path | None) -> None:
-    """Refuse to save weights (or optimiser moments) that hold NaN or Inf: the file on disk stays the last good
-    state, and every resume would otherwise start from the bad one."""
-    bad = first_non_finite(state)
-    if bad is not None:
-        kept = f"{path} is left as it was (the last good state)" if path is not None else "nothing saved"
-        raise NonFiniteLossError(f"after optimiser step {step}, {bad[0]} holds {bad[1]} non-finite values (of "
-                                 f"{bad[2]}): the training diverged; {kept}")
 
 
 def clip_and_check(accelerator: Accelerator, model: nn.Module, max_norm: float | None, step: int, epoch: int,
@@ -306,6 +302,224 @@ def _note_val_failures(val_set: ClipDataset, errors: dict[str, str], log: Failur
         out, sys.stderr)
 
 
+@dataclass
+class Training:
+    """Everything one run's loop works with, built once by :func:`build_training`."""
+
+    cfg: TrainConfig
+    accelerator: Accelerator
+    model: nn.Module
+    optimizer: Any
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    sampler: EpochShardSampler
+    loader: DataLoader
+    objective: Objective
+    method: BatchMethod
+    steps_per_epoch: int
+    checkpoint: RunCheckpoint
+    out: Path | None = None
+    progress: bool = True
+    desc: str = "train"
+    stop: StopRequest = field(default_factory=StopRequest)
+    steps_log: TextIO | None = None
+    batches: Iterator[dict] | None = None  # the loader's iterator: dropped at the end, whatever the exit
+
+    @property
+    def main(self) -> bool:
+        return self.accelerator.is_main_process
+
+
+def build_training(cfg: TrainConfig, train_set: Dataset, accelerator: Accelerator, out: Path | None,
+                   meta: dict) -> Training:
+    """Model, objective, batch method, sampler, optimiser, per-step LR schedule and loader, in this order (the
+    seeded initialisation depends on it)."""
+    main = accelerator.is_main_process
+    set_seed(cfg.seed)
+    model = build_model(cfg.model.name, cfg.model.num_classes, cfg.model.weights, **cfg.model.kwargs)
+    # the run's context, for the entries that declare it (SDN: the model's feature width, the training keys)
+    context = {"config": cfg, "model": model, "train_items": getattr(train_set, "items", None)}
+    objective, method = build_objective(cfg.objective, context), build_method(cfg.method, context)
+    objective.to(accelerator.device)
+    if main:
+        warn_batchnorm(cfg, model, objective)
+    if accelerator.num_processes > 1 and any(True for _ in objective.parameters()):
+        raise ValueError(f"objective {cfg.objective.name!r} trains parameters of its own: several processes "
+                         "would let them drift apart (not supported yet); train on one")
+    o, world = cfg.optim, accelerator.num_processes
+    global_batch = o.batch_size * world * o.grad_accum
+    sampler = EpochShardSampler(len(train_set), o.batch_size, accelerator.process_index, world, cfg.seed)
+    steps_per_epoch = sampler.batches_per_epoch // o.grad_accum
+    if steps_per_epoch < 1:
+        raise ValueError(f"training set has {len(train_set)} clips, fewer than one global batch ({global_batch})")
+    optimizer = torch.optim.AdamW(
+        [*model.parameters(), *objective.parameters()], lr=scaled_lr(o.lr, global_batch, o.lr_reference_batch),
+        betas=o.betas, weight_decay=o.weight_decay,
+    )
+    total, warmup = steps_per_epoch * o.epochs, round(o.warmup_epochs * steps_per_epoch)
+    # Not prepared: accelerate would step it once per process. Every rank steps it identically instead.
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, total, warmup))
+    model, optimizer = accelerator.prepare(model, optimizer)
+    # its own generator: starting an epoch must not draw from the global RNG (dropout, stochastic depth)
+    loader = DataLoader(train_set, batch_size=o.batch_size, sampler=sampler, num_workers=cfg.data.num_workers,
+                        drop_last=True, persistent_workers=False, generator=torch.Generator().manual_seed(cfg.seed),
+                        worker_init_fn=_ignore_stop_signals if cfg.data.num_workers else None)
+    checkpoint = RunCheckpoint(out, accelerator, model, optimizer, scheduler, meta)
+    checkpoint.objective = objective  # its own weights (SDN's scene head) resume with the run
+    return Training(cfg, accelerator, model, optimizer, scheduler, sampler, loader, objective, method,
+                    steps_per_epoch, checkpoint, out)
+
+
+def batch_extras(batch: dict, device: torch.device) -> dict:
+    """The loader batch's entries besides clip and label (key, index, actor_mask...), tensors on ``device``."""
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()
+            if k not in ("clip", "label")}
+
+
+def check_finite_loss(terms: Terms, state: LoopState) -> None:
+    if not torch.isfinite(terms.total):
+        bad = [n for n, v in terms.scalars().items() if not math.isfinite(v)]
+        raise NonFiniteLossError(f"non-finite loss at epoch {state.epoch + 1}, optimiser step {state.step + 1}: "
+                                 f"terms {bad} are not finite ({terms.scalars()}); the last checkpoint is left as "
+                                 "it was")
+
+
+def accumulate(run: Training, state: LoopState) -> dict[str, float]:
+    """The ``grad_accum`` micro-batches of one optimiser step: forward, backward, the epoch's running sums.
+    Returns the last micro-batch's loss terms."""
+    cfg, acc, stats = run.cfg, run.accelerator, state.stats
+    accum, sums = cfg.optim.grad_accum, stats["sums"]
+    assert run.batches is not None
+    for k in range(accum):
+        batch = next(run.batches)
+        clip = batch["clip"].to(acc.device, non_blocking=True)
+        label = batch["label"].to(acc.device, non_blocking=True)
+        # the method's draws depend on (seed, step, rank) only: exact after a resume
+        g = torch.Generator(device="cpu").manual_seed(
+            cfg.seed * 1_000_003 + (state.step * accum + k) * acc.num_processes + acc.process_index)
+        with acc.no_sync(run.model) if k < accum - 1 else nullcontext():
+            with acc.autocast():
+                terms = method_step(run.model, clip, label, run.method, run.objective, g, state.step,
+                                    run.steps_per_epoch, batch_extras(batch, acc.device)).terms
+            check_finite_loss(terms, state)
+            acc.backward(terms.total / accum)
+        scalars = terms.scalars()
+        for name, v in scalars.items():
+            sums[name] = sums.get(name, 0.0) + v
+        stats["correct"] += int((terms.logits.argmax(1) == label).sum())
+        stats["seen"] += len(label)
+        stats["micro"] += 1
+    return scalars
+
+
+def log_step(run: Training, state: LoopState, lr: float, scalars: dict[str, float]) -> None:
+    """steps.jsonl (main process) and the tracker's per-step scalars, after optimiser step ``state.step``."""
+    state.last_rng = rng_state() if run.out is not None else None
+    if run.steps_log is not None:
+        run.steps_log.write(json.dumps({"step": state.step, "epoch": state.epoch + 1, "lr": lr, "time": time.time(),
+                                        **scalars}) + "\n")
+        run.steps_log.flush()
+    if run.out is not None:
+        run.accelerator.log({f"train/{k}": v for k, v in scalars.items()} | {"train/lr": lr}, step=state.step)
+
+
+def stop_if_signalled(run: Training, state: LoopState, resume_epoch: int, resume_batch: int, stats: dict | None,
+                      saved: bool) -> None:
+    """After a step: if any rank got SIGTERM/SIGUSR1, all save ``last.pt`` (unless just ``saved``) and stop."""
+    signum = run.stop.agreed(run.accelerator)
+    if not signum:
+        return
+    if not saved:
+        run.checkpoint.save(state, resume_epoch, resume_batch, stats)
+    if run.main:
+        say(str(TrainingInterrupted(signum, state.epoch + 1, state.step, run.checkpoint.last)), run.out, sys.stderr)
+    raise TrainingInterrupted(signum, state.epoch + 1, state.step, run.checkpoint.last)  # unbound: no ref. cycle
+
+
+def train_one_epoch(run: Training, state: LoopState) -> None:
+    """Epoch ``state.epoch`` from optimiser step ``state.start_batch``: each step logged, ``last.pt`` every
+    ``checkpoint.every_steps``, stop signals honoured at step boundaries."""
+    cfg, epoch, first = run.cfg, state.epoch, state.start_batch
+    run.loader.dataset.set_epoch(epoch)  # type: ignore[attr-defined]
+    run.sampler.set_epoch(epoch, first * cfg.optim.grad_accum)
+    train_mode(run.model, cfg.model.freeze_bn)
+    # a resumed epoch's metrics cover its batches before the interruption too
+    state.stats = state.resumed_stats if first and state.resumed_stats else fresh_epoch_stats()
+    bar = tqdm(total=run.steps_per_epoch, initial=first, desc=f"{run.desc} {epoch + 1}/{cfg.optim.epochs}",
+               leave=False, disable=not (run.progress and run.main))
+    run.batches = iter(run.loader)
+    for batch_in_epoch in range(first, run.steps_per_epoch):
+        scalars = accumulate(run, state)
+        clip_and_check(run.accelerator, run.model, cfg.optim.grad_clip, state.step, epoch, scalars)
+        lr = state.last_lr = run.scheduler.get_last_lr()[0]
+        run.optimizer.step()
+        run.scheduler.step()
+        run.optimizer.zero_grad(set_to_none=True)
+        state.step += 1
+        log_step(run, state, lr, scalars)
+        bar.update()
+        bar.set_postfix(loss=f"{state.stats['sums']['loss'] / state.stats['micro']:.3f}")
+        every = cfg.checkpoint.every_steps
+        due = bool(every) and state.step % every == 0 and batch_in_epoch + 1 < run.steps_per_epoch
+        if due:
+            run.checkpoint.save(state, epoch, batch_in_epoch + 1, state.stats)
+        stop_if_signalled(run, state, epoch, batch_in_epoch + 1, state.stats, saved=due)
+    bar.close()
+
+
+def epoch_record(run: Training, state: LoopState) -> dict[str, float]:
+    """The finished epoch's training metrics; lr is the one its last step used (steps.jsonl has every step's)."""
+    stats = state.stats
+    record: dict[str, float] = {"epoch": state.epoch + 1, "lr": state.last_lr,
+                                "train_top1": 100.0 * stats["correct"] / max(stats["seen"], 1)}
+    record.update({f"train_{k}": v / max(stats["micro"], 1) for k, v in stats["sums"].items()})
+    train_set = run.loader.dataset
+    if isinstance(train_set, RobustClipDataset):
+        record["failed_files"] = train_set.failure_count
+        if record["failed_files"] and run.main:
+            say(f"epoch {state.epoch + 1}: {record['failed_files']} unreadable training files so far, replaced by "
+                f"other clips (listed in {getattr(train_set.log, 'path', None)})", run.out, sys.stderr)
+    return record
+
+
+def evaluate(run: Training, state: LoopState, val_set: ClipDataset | None,
+             evaluate_bias: Callable[[nn.Module, Accelerator], dict[str, float]] | None) -> dict[str, float]:
+    """Validation top-1 every epoch; the bias suite every ``eval.bias_every_epochs`` (not the last: the run's
+    own evaluation follows it)."""
+    record: dict[str, float] = {}
+    if val_set is not None:
+        log = getattr(run.loader.dataset, "log", None)
+        record.update(validate(run.model, val_set, run.accelerator, run.cfg, log, state.epoch, run.out))
+    k_every, epoch = run.cfg.eval.bias_every_epochs, state.epoch + 1
+    if evaluate_bias is not None and k_every and epoch % k_every == 0 and epoch < run.cfg.optim.epochs:
+        record.update(evaluate_bias(run.model, run.accelerator))
+    return record
+
+
+def end_epoch(run: Training, state: LoopState, record: dict[str, float]) -> None:
+    """Record the epoch (history, tracker), keep ``best.pt``, and save ``last.pt`` at the next epoch's start."""
+    state.history.append(record)
+    if run.out is not None:
+        run.accelerator.log({f"epoch/{k}": v for k, v in record.items() if isinstance(v, (int, float))},
+                            step=state.step)
+    score = record.get("val_top1")
+    if score is not None and (state.best is None or score > state.best):
+        state.best = score
+        run.checkpoint.save_best(state, state.epoch, score)
+    state.start_batch = 0
+
+
+def resume_or_start(run: Training, state: LoopState) -> None:
+    path = run.checkpoint.resume_path(run.cfg.resume)
+    if path is not None:
+        run.checkpoint.resume(path, state)
+        if run.main:
+            say(f"resumed from {path}: epoch {state.epoch + 1}, step {state.step}", run.out)
+    if run.out is not None:
+        run.accelerator.init_trackers(run.cfg.log.project, config=_flat_hparams(run.cfg), init_kwargs={  # W&B: in
+            "wandb": {"name": run.out.name, "dir": os.environ.get("WANDB_DIR") or str(run.out)}})  # the run folder
+    state.last_rng, state.last_lr = rng_state(), run.scheduler.get_last_lr()[0]
+
+
 def train(
     cfg: TrainConfig,
     train_set: ClipDataset | RobustClipDataset,
@@ -318,7 +532,7 @@ def train(
     evaluate_bias: Callable[[nn.Module, Accelerator], dict[str, float]] | None = None,
     meta: dict | None = None,
 ) -> TrainResult:
-    """Train ``cfg.model`` on ``train_set`` with the objective of ``cfg.objective``.
+    """Train ``cfg.model`` on ``train_set`` with ``cfg.objective`` and ``cfg.method``.
 
     With ``out_dir``: checkpoints (``last.pt``, ``best.pt`` by validation top-1, each with ``meta`` merged in),
     ``steps.jsonl`` (one line per optimiser step), ``epochs.csv`` and ``train.log`` (one line per epoch),
@@ -330,215 +544,40 @@ def train(
         torch.set_num_threads(cfg.threads)
     out = ensure_folder(out_dir, "out_dir") if out_dir is not None else None
     accelerator = accelerator or make_accelerator(cfg, out)
-    main = accelerator.is_main_process
-    set_seed(cfg.seed)
-    model = build_model(cfg.model.name, cfg.model.num_classes, cfg.model.weights, **cfg.model.kwargs)
-    if main:
-        warn_batchnorm(cfg, model)
-    ob, o = cfg.objective, cfg.optim
-    criterion = ALBARLoss(ob.w_adv, ob.w_ent, ob.w_gp, ob.frame, gp_norm=ob.gp_norm)
-    method = build_method(cfg.method)
-    world = accelerator.num_processes
-    global_batch = o.batch_size * world * o.grad_accum
-    sampler = EpochShardSampler(len(train_set), o.batch_size, accelerator.process_index, world, cfg.seed)
-    steps_per_epoch = sampler.batches_per_epoch // o.grad_accum
-    if steps_per_epoch < 1:
-        raise ValueError(f"training set has {len(train_set)} clips, fewer than one global batch ({global_batch})")
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=scaled_lr(o.lr, global_batch, o.lr_reference_batch), betas=o.betas,
-        weight_decay=o.weight_decay,
-    )
-    total, warmup = steps_per_epoch * o.epochs, round(o.warmup_epochs * steps_per_epoch)
-    ramp = round(ob.ramp_epochs * steps_per_epoch)
-    # Not prepared: accelerate would step it once per process. Every rank steps it identically instead.
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, total, warmup))
-    model, optimizer = accelerator.prepare(model, optimizer)
-    # its own generator: starting an epoch must not draw from the global RNG (dropout, stochastic depth)
-    loader = DataLoader(train_set, batch_size=o.batch_size, sampler=sampler, num_workers=cfg.data.num_workers,
-                        drop_last=True, persistent_workers=False, generator=torch.Generator().manual_seed(cfg.seed),
-                        worker_init_fn=_ignore_stop_signals if cfg.data.num_workers else None)
     meta = meta if meta is not None else {"config": cfg.model_dump(mode="json")}
-    failure_log = getattr(train_set, "log", None)
-
-    history: list[dict[str, float]] = []
-    step, start_epoch, start_batch, best = 0, 0, 0, None
-    resumed_stats: dict | None = None  # the running sums of an epoch interrupted mid-way
-    last_path = out / "last.pt" if out is not None else None
-    resume = None if cfg.resume == "never" or out is None else (
-        last_path if cfg.resume == "auto" else Path(cfg.resume)
-    )
-    if resume is not None and (resume.is_file() or cfg.resume != "auto"):
-        state = load_resume_state(resume)
-        accelerator.unwrap_model(model).load_state_dict(state["model"])
-        optimizer.optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if accelerator.scaler is not None and state.get("scaler"):
-            accelerator.scaler.load_state_dict(state["scaler"])
-        step, start_epoch, start_batch = state["step"], state["epoch"], state["batch_in_epoch"]
-        best, history = state["best_score"], state["history"]
-        resumed_stats = state.get("epoch_stats")
-        ranks = state["rng"]
-        set_rng_state(ranks[accelerator.process_index] if accelerator.process_index < len(ranks) else ranks[0])
-        if main:
-            say(f"resumed from {resume}: epoch {start_epoch + 1}, step {step}", out)
-    if out is not None:
-        accelerator.init_trackers(cfg.log.project, config=_flat_hparams(cfg))
-
-    def weights() -> dict[str, torch.Tensor]:
-        return accelerator.unwrap_model(model).state_dict()
-
-    def state(epoch: int, batch_in_epoch: int, rng: list, stats: dict | None) -> dict:
-        return {
-            **meta, "model": weights(), "optimizer": optimizer.optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None,
-            "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "best_score": best, "history": history,
-            "rng": rng, "epoch_stats": stats if batch_in_epoch else None,
-        }
-
-    def checkpoint(epoch: int, batch_in_epoch: int, stats: dict | None = None) -> None:
-        if last_path is None:
-            return
-        # on every rank (they hold the same weights), so that all stop together
-        require_finite({"model": weights(), "optimizer": optimizer.optimizer.state_dict()}, step, last_path)
-        states = gather_object([rng_state()]) if world > 1 else [rng_state()]
-        if main:
-            save_checkpoint(last_path, state(epoch, batch_in_epoch, states, stats))
-        accelerator.wait_for_everyone()
-
-    def stop_if_signalled(resume_epoch: int, resume_batch: int, stats: dict | None, saved: bool) -> None:
-        signum = stop.agreed(accelerator)
-        if not signum:
-            return
-        if not saved:
-            checkpoint(resume_epoch, resume_batch, stats)
-        if main:
-            say(str(TrainingInterrupted(signum, epoch + 1, step, last_path)), out, sys.stderr)
-        raise TrainingInterrupted(signum, epoch + 1, step, last_path)  # not bound to a name: no reference cycle
-
-    steps_log = open_steps_log(out / "steps.jsonl", step) if out is not None and main else None
-    epoch, last_rng, last_lr = start_epoch, rng_state(), scheduler.get_last_lr()[0]
-    stats: dict = {"sums": {}, "correct": 0, "seen": 0, "micro": 0}
+    run = build_training(cfg, train_set, accelerator, out, meta)
+    run.progress, run.desc = progress, desc
+    state = LoopState()
+    resume_or_start(run, state)
+    run.steps_log = open_steps_log(out / "steps.jsonl", state.step) if out is not None and run.main else None
     timing: list[tuple[float, float]] = []  # (seconds, share of an epoch) of the epochs run by this process
-    stop, batches = StopRequest().install(), None
+    run.stop.install()
     try:
-        for epoch in range(start_epoch, o.epochs):
-            began = time.monotonic()
-            train_set.set_epoch(epoch)
-            first = start_batch if epoch == start_epoch else 0
-            sampler.set_epoch(epoch, first * o.grad_accum)
-            train_mode(model, cfg.model.freeze_bn)
-            if epoch == start_epoch and first and resumed_stats:
-                stats = resumed_stats  # the epoch's metrics cover its batches before the interruption too
-            else:
-                stats = {"sums": {}, "correct": 0, "seen": 0, "micro": 0}
-            sums = stats["sums"]
-            bar = tqdm(total=steps_per_epoch, initial=first, desc=f"{desc} {epoch + 1}/{o.epochs}", leave=False,
-                       disable=not (progress and main))
-            batches = iter(loader)
-            for batch_in_epoch in range(first, steps_per_epoch):
-                for k in range(o.grad_accum):
-                    batch = next(batches)
-                    clip = batch["clip"].to(accelerator.device, non_blocking=True)
-                    label = batch["label"].to(accelerator.device, non_blocking=True)
-                    scale = min(1.0, step / ramp) if ramp else 1.0
-                    sync = k == o.grad_accum - 1
-                    g = torch.Generator(device="cpu").manual_seed(
-                        cfg.seed * 1_000_003 + (step * o.grad_accum + k) * world + accelerator.process_index
-                    )  # the method's draws depend on (seed, step, rank) only: exact after a resume
-                    with accelerator.no_sync(model) if not sync else nullcontext():
-                        with accelerator.autocast():
-                            terms = method_step(model, clip, label, method, criterion, g, scale).terms
-                        if not torch.isfinite(terms.total):
-                            bad = [n for n, v in terms.scalars().items() if not math.isfinite(v)]
-                            raise NonFiniteLossError(
-                                f"non-finite loss at epoch {epoch + 1}, optimiser step {step + 1}: terms {bad} "
-                                f"are not finite ({terms.scalars()}); the last checkpoint is left as it was"
-                            )
-                        accelerator.backward(terms.total / o.grad_accum)
-                    scalars = terms.scalars()
-                    for name, v in scalars.items():
-                        sums[name] = sums.get(name, 0.0) + v
-                    stats["correct"] += int((terms.logits.argmax(1) == label).sum())
-                    stats["seen"] += len(label)
-                    stats["micro"] += 1
-                clip_and_check(accelerator, model, o.grad_clip, step, epoch, scalars)
-                lr = last_lr = scheduler.get_last_lr()[0]
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                step += 1
-                last_rng = rng_state() if out is not None else None
-                if steps_log is not None:
-                    steps_log.write(json.dumps({"step": step, "epoch": epoch + 1, "lr": lr, "time": time.time(),
-                                                **scalars}) + "\n")
-                    steps_log.flush()
-                if out is not None:
-                    accelerator.log({f"train/{k}": v for k, v in scalars.items()} | {"train/lr": lr}, step=step)
-                bar.update()
-                bar.set_postfix(loss=f"{sums['loss'] / stats['micro']:.3f}")
-                every = cfg.checkpoint.every_steps
-                due = bool(every) and step % every == 0 and batch_in_epoch + 1 < steps_per_epoch
-                if due:
-                    checkpoint(epoch, batch_in_epoch + 1, stats)
-                stop_if_signalled(epoch, batch_in_epoch + 1, stats, saved=due)
-            bar.close()
-            # lr: the one the epoch's last step used (steps.jsonl has every step's)
-            record: dict[str, float] = {"epoch": epoch + 1, "lr": last_lr,
-                                        "train_top1": 100.0 * stats["correct"] / max(stats["seen"], 1)}
-            record.update({f"train_{k}": v / max(stats["micro"], 1) for k, v in sums.items()})
-            if hasattr(train_set, "failure_count"):
-                record["failed_files"] = train_set.failure_count
-                if record["failed_files"] and main:
-                    say(f"epoch {epoch + 1}: {record['failed_files']} unreadable training files so far, "
-                        f"replaced by other clips (listed in {getattr(failure_log, 'path', None)})", out,
-                        sys.stderr)
-            if val_set is not None:
-                record.update(validate(model, val_set, accelerator, cfg, failure_log, epoch, out))
-            k_every = cfg.eval.bias_every_epochs
-            if evaluate_bias is not None and k_every and (epoch + 1) % k_every == 0 and epoch + 1 < o.epochs:
-                record.update(evaluate_bias(model, accelerator))
-            history.append(record)
-            if out is not None:
-                accelerator.log({f"epoch/{k}": v for k, v in record.items() if isinstance(v, (int, float))},
-                                step=step)
-            score = record.get("val_top1")
-            if score is not None and (best is None or score > best):
-                best = score
-                if main and out is not None:
-                    require_finite({"model": weights()}, step, out / "best.pt")
-                    save_checkpoint(out / "best.pt", {**meta, "model": weights(), "epoch": epoch + 1,
-                                                      "val_top1": score})
-            if on_epoch_end is not None and main:
+        for epoch in range(state.epoch, cfg.optim.epochs):
+            began, state.epoch, first = time.monotonic(), epoch, state.start_batch
+            train_one_epoch(run, state)
+            record = epoch_record(run, state) | evaluate(run, state, val_set, evaluate_bias)
+            end_epoch(run, state, record)
+            if on_epoch_end is not None and run.main:
                 on_epoch_end(epoch, record)
-            start_batch = 0
-            checkpoint(epoch + 1, 0)
-            timing.append((time.monotonic() - began, (steps_per_epoch - first) / steps_per_epoch))
-            if main:
-                report_epoch(history, o.epochs, timing, out)
-            stop_if_signalled(epoch + 1, 0, None, saved=True)
+            run.checkpoint.save(state, epoch + 1, 0)
+            timing.append((time.monotonic() - began, (run.steps_per_epoch - first) / run.steps_per_epoch))
+            if run.main:
+                report_epoch(state.history, cfg.optim.epochs, timing, out)
+            stop_if_signalled(run, state, epoch + 1, 0, None, saved=True)
     except TrainingInterrupted:
         raise
     except KeyboardInterrupt:
-        if last_path is not None and main:
-            # the state after the last finished optimiser step: resumable exactly (one process; under several
-            # processes every rank restarts from rank 0's random state)
-            done = step - epoch * steps_per_epoch
-            if history and history[-1]["epoch"] == epoch + 1:  # the epoch was recorded: resume at the next
-                epoch, done = epoch + 1, 0
-            if first_non_finite({"model": weights()}) is not None:
-                say(f"\ninterrupted: the weights are not finite; {last_path} is left as it was", out, sys.stderr)
-            else:
-                save_checkpoint(last_path, state(epoch, done, [last_rng] * world, stats))
-                say(f"\ninterrupted: saved {last_path} (epoch {epoch + 1}, step {step}); run again to resume", out,
-                    sys.stderr)
+        said = run.checkpoint.save_interrupted(state, run.steps_per_epoch)
+        if said is not None:
+            say(said, out, sys.stderr)
         raise
     finally:
         # the loader's workers ignore stop signals: shut them down now, whatever the exit, not at interpreter exit
         # (where multiprocessing would wait for them to die of SIGTERM)
-        batches = None  # noqa: F841
-        stop.restore()
-        if steps_log is not None:
-            steps_log.close()
-    return TrainResult(model=accelerator.unwrap_model(model), accelerator=accelerator, history=history,
-                       best_score=best, step=step)
+        run.batches = None
+        run.stop.restore()
+        if run.steps_log is not None:
+            run.steps_log.close()
+    return TrainResult(model=accelerator.unwrap_model(run.model), accelerator=accelerator,
+                       history=state.history, best_score=state.best, step=state.step)

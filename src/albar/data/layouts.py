@@ -1,4 +1,17 @@
-"""Adapters from the published dataset layouts to ``ClipItem`` lists with class names.
+"""Dataset layouts as distributed (HMDB51, UCF101, Kinetics-400), read into ``ClipItem`` lists with class names,
+and the registry that ``data.source`` picks a layout from.
+
+A new layout is one class (see docs/extending.md)::
+
+    @register_layout("myset")
+    class MySet(DatasetLayout):
+        release_name = "MYSET"                    # its folders' prefix in a bias release, if any
+
+        def classes(self, cfg) -> list[str]:      # class names, from cfg.splits / cfg.root
+            ...
+
+        def split(self, cfg, subset, classes) -> DatasetSplit:   # subset: "train" or "test"
+            ...
 
 Every adapter returns a :class:`DatasetSplit`. A listed video that is not on disk stays in ``items`` (so
 evaluation denominators stay intact: it fails at read time, counted wrong) and is also named in
@@ -10,14 +23,81 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal, Protocol, TypeVar
 
 from albar.data.lists import ClipItem, read_list, read_text_lines
+from albar.registry import Entry, NoParams, Registry
+
+
+class DataConfig(Protocol):
+    """What a layout reads of the ``data`` section (:class:`albar.data.spec.DataConfig`, which imports this
+    module to check ``data.source``)."""
+
+    source: str
+    root: Path | None
+    splits: Path | None
+    split: int
+
+
 
 Subset = Literal["train", "test"]
+
+
+class DatasetLayout:
+    """A dataset as distributed: how its class names and its train/test splits are read (``data.splits``,
+    ``data.root``). A listed video that is not on disk stays in the split (it fails when read, counted wrong)
+    and is named in ``missing``; a label that cannot be resolved raises ``LabelError``."""
+
+    release_name: ClassVar[str | None] = None  # the prefix of its folders in ALBAR's bias release
+    files: ClassVar[str] = "split files"  # what data.splits holds, for messages
+
+    def classes(self, cfg: DataConfig) -> list[str]:
+        raise NotImplementedError
+
+    def split(self, cfg: DataConfig, subset: Subset, classes: Sequence[str]) -> DatasetSplit:
+        raise NotImplementedError
+
+    def check(self, cfg: DataConfig) -> None:
+        """Raise, naming the key, when the config lacks what the layout reads (default: splits and root)."""
+        if cfg.splits is None or cfg.root is None:
+            raise ValueError(f"data.splits and data.root: source {cfg.source!r} needs its {self.files} and videos")
+        if not cfg.splits.exists():
+            raise FileNotFoundError(f"data.splits: not found: {cfg.splits}")
+        if not cfg.root.is_dir():
+            raise FileNotFoundError(f"data.root: not a folder: {cfg.root}")
+
+
+LAYOUTS: Registry[Entry] = Registry("dataset layout")
+SOURCES_BUILT_IN = ("lists", "synthetic")
+L = TypeVar("L", bound=type[DatasetLayout])
+
+
+class _Sources:
+    """``data.source`` values: lists, synthetic and every registered layout (looked up when validating)."""
+
+    def __contains__(self, name: object) -> bool:
+        return name in SOURCES_BUILT_IN or name in LAYOUTS
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([*SOURCES_BUILT_IN, *LAYOUTS.names()])
+
+
+SOURCES = _Sources()
+
+
+def register_layout(name: str, replace: bool = False) -> Callable[[L], L]:
+    """Class decorator: file a :class:`DatasetLayout` under ``name`` (the value of ``data.source``)."""
+
+    def add(cls: L) -> L:
+        if name in SOURCES_BUILT_IN:
+            raise ValueError(f"data.source {name!r} is built in; pick another name")
+        LAYOUTS.add(Entry(name, cls, NoParams), replace=replace)
+        return cls
+
+    return add
 
 
 class LabelError(ValueError):
@@ -365,3 +445,77 @@ def list_split(
     if bad and strict:
         raise LabelError(str(list_path), bad)
     return _with_missing(name or Path(list_path).stem, items, names, list_path)
+
+
+# ------------------------------------------------------------------------------ registered layouts
+
+
+@register_layout("hmdb51")
+class HMDB51(DatasetLayout):
+    """``data.splits``: the folder of ``<class>_test_split<N>.txt``; ``data.root``: ``<class>/<video>.avi``."""
+
+    release_name = "HMDB51"
+    files = "HMDB51 split files"
+
+    def classes(self, cfg: DataConfig) -> list[str]:
+        self.check(cfg)
+        assert cfg.splits is not None
+        return hmdb51_classes(cfg.splits, cfg.split)
+
+    def split(self, cfg: DataConfig, subset: Subset, classes: Sequence[str]) -> DatasetSplit:
+        self.check(cfg)
+        assert cfg.splits is not None and cfg.root is not None
+        return hmdb51_split(cfg.splits, cfg.root, cfg.split, subset)
+
+
+@register_layout("ucf101")
+class UCF101(DatasetLayout):
+    """``data.splits``: ``ucfTrainTestlist/`` (``classInd.txt``, ``trainlist0N.txt``, ``testlist0N.txt``)."""
+
+    release_name = "UCF101"
+    files = "UCF101 classInd.txt"
+
+    def classes(self, cfg: DataConfig) -> list[str]:
+        self.check(cfg)
+        assert cfg.splits is not None
+        return read_classes(cfg.splits / "classInd.txt")
+
+    def split(self, cfg: DataConfig, subset: Subset, classes: Sequence[str]) -> DatasetSplit:
+        self.check(cfg)
+        assert cfg.splits is not None and cfg.root is not None
+        return ucf101_split(cfg.splits, cfg.root, cfg.split, subset)
+
+
+@register_layout("kinetics400")
+class Kinetics400(DatasetLayout):
+    """``data.splits``: the folder of ``train.csv`` and ``validate.csv`` (or ``val.csv``, the test split)."""
+
+    release_name = "K400"
+    files = "Kinetics-400 annotation CSVs"
+
+    def check(self, cfg: DataConfig) -> None:
+        super().check(cfg)
+        assert cfg.splits is not None
+        if not cfg.splits.is_dir():
+            raise ValueError(f"data.splits: Kinetics-400 needs the folder of its annotation CSVs, got {cfg.splits}")
+
+    def csv(self, cfg: DataConfig, subset: str) -> Path:
+        assert cfg.splits is not None
+        if subset == "train":
+            return cfg.splits / "train.csv"
+        found = next((cfg.splits / n for n in ("validate.csv", "val.csv") if (cfg.splits / n).is_file()), None)
+        if found is None:
+            raise FileNotFoundError(f"data.splits: no validate.csv or val.csv in {cfg.splits}")
+        return found
+
+    def classes(self, cfg: DataConfig) -> list[str]:
+        """The labels of ``train.csv``, or of the validation CSV without it."""
+        self.check(cfg)
+        assert cfg.splits is not None
+        train_csv = cfg.splits / "train.csv"
+        return kinetics400_classes(train_csv if train_csv.is_file() else self.csv(cfg, "test"))
+
+    def split(self, cfg: DataConfig, subset: Subset, classes: Sequence[str]) -> DatasetSplit:
+        self.check(cfg)
+        assert cfg.root is not None
+        return kinetics400_csv(self.csv(cfg, subset), cfg.root, classes=classes)

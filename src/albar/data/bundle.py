@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from albar.config import DataConfig, SetConfig
 from albar.data.bias_sets import (
     LabelFn,
     albar_bias_set,
@@ -30,26 +29,16 @@ from albar.data.bias_sets import (
     ucf_class,
 )
 from albar.data.dataset import ClipDataset
-from albar.data.datasets import (
-    DatasetSplit,
-    LabelError,
-    Subset,
-    hmdb51_classes,
-    hmdb51_split,
-    kinetics400_classes,
-    kinetics400_csv,
-    read_classes,
-    ucf101_split,
-)
+from albar.data.layouts import LAYOUTS, DatasetLayout, DatasetSplit, LabelError, Subset, read_classes
 from albar.data.lists import ClipItem, read_list, read_text_lines
+from albar.data.spec import DataConfig, SetConfig
 from albar.data.splits import holdout_split
 from albar.data.transforms import build_transform
 from albar.data.views import ViewDataset
+from albar.synthetic import build_benchmark
 
 T = TypeVar("T")
 
-# the prefix of a dataset's folders in ALBAR's bias release
-RELEASE_NAME = {"hmdb51": "HMDB51", "ucf101": "UCF101", "kinetics400": "K400"}
 # ClipItem.extra key of a SCUFO item standing in for a still the release lacks (see complete_scufo)
 NO_STILL = "no_scufo_still"
 
@@ -77,7 +66,7 @@ class DataProblem:
 
 
 @dataclass
-class DataSpec:
+class ResolvedData:
     """The splits a data section names, before any decoding. ``train`` is the whole training split (the
     validation hold-out is cut by :func:`build_data`); ``skipped`` are the release folders of other datasets
     under a shared bias root."""
@@ -134,8 +123,6 @@ class _Collect:
 
 def synthetic_lists(cfg: DataConfig, progress: bool = True) -> DataConfig:
     """Build the synthetic benchmark if needed and return ``cfg`` pointing at its lists."""
-    from albar.synthetic import build_benchmark
-
     if cfg.root is None:
         raise ValueError("data.root: the synthetic benchmark needs a folder to be built in")
     bench = build_benchmark(cfg.root, cfg.synthetic, progress=progress)
@@ -150,59 +137,25 @@ def synthetic_lists(cfg: DataConfig, progress: bool = True) -> DataConfig:
     })
 
 
-# ------------------------------------------------------------------------------------ official datasets
+# ------------------------------------------------------------------------------------ dataset layouts
 
-def _check_official(cfg: DataConfig) -> None:
-    if cfg.splits is None or cfg.root is None:
-        raise ValueError(f"data.splits and data.root: source {cfg.source!r} needs its split files and videos")
-    if not cfg.splits.exists():
-        raise FileNotFoundError(f"data.splits: not found: {cfg.splits}")
-    if not cfg.root.is_dir():
-        raise FileNotFoundError(f"data.root: not a folder: {cfg.root}")
-    if cfg.source == "kinetics400" and not cfg.splits.is_dir():
-        raise ValueError(f"data.splits: Kinetics-400 needs the folder of its annotation CSVs, got {cfg.splits}")
-
-
-def _k400_csv(cfg: DataConfig, subset: str) -> Path:
-    assert cfg.splits is not None
-    if subset == "train":
-        return cfg.splits / "train.csv"
-    found = next((cfg.splits / n for n in ("validate.csv", "val.csv") if (cfg.splits / n).is_file()), None)
-    if found is None:
-        raise FileNotFoundError(f"data.splits: no validate.csv or val.csv in {cfg.splits}")
-    return found
+def layout_of(cfg: DataConfig) -> DatasetLayout:
+    """The registered layout ``data.source`` names (HMDB51, UCF101, Kinetics-400, ...)."""
+    layout = cfg.layout
+    if layout is None:
+        raise ValueError(f"data.source={cfg.source!r} is not a dataset layout")
+    return layout
 
 
 def official_classes(cfg: DataConfig) -> list[str]:
-    """The class names of HMDB51 (split file names), UCF101 (``classInd.txt``) or Kinetics-400 (the labels of
-    ``train.csv``, or of the validation CSV without it), without reading any split's items."""
-    _check_official(cfg)
-    assert cfg.splits is not None
-    if cfg.source == "hmdb51":
-        return hmdb51_classes(cfg.splits, cfg.split)
-    if cfg.source == "ucf101":
-        return read_classes(cfg.splits / "classInd.txt")
-    train_csv = cfg.splits / "train.csv"
-    return kinetics400_classes(train_csv if train_csv.is_file() else _k400_csv(cfg, "test"))
+    """The class names of the dataset ``data.source`` names, without reading any split's items."""
+    return layout_of(cfg).classes(cfg)
 
 
 def official_split(cfg: DataConfig, subset: Subset, classes: Sequence[str] | None = None) -> DatasetSplit:
-    """One split of HMDB51, UCF101 or Kinetics-400 from its distributed files (Kinetics-400: ``train.csv``, and
-    ``validate.csv`` or ``val.csv`` as the test split, in ``data.splits``; ``classes`` as
+    """One split of the dataset ``data.source`` names, from its distributed files (``classes`` as
     :func:`official_classes` gives them)."""
-    _check_official(cfg)
-    assert cfg.splits is not None and cfg.root is not None
-    if cfg.source == "hmdb51":
-        return hmdb51_split(cfg.splits, cfg.root, cfg.split, subset)
-    if cfg.source == "ucf101":
-        return ucf101_split(cfg.splits, cfg.root, cfg.split, subset)
-    return kinetics400_csv(_k400_csv(cfg, subset), cfg.root, classes=classes)
-
-
-def _where(cfg: DataConfig) -> str:
-    names = {"hmdb51": "HMDB51 split files", "ucf101": "UCF101 classInd.txt",
-             "kinetics400": "Kinetics-400 annotation CSVs"}
-    return f"the {names[cfg.source]} in {cfg.splits}"
+    return layout_of(cfg).split(cfg, subset, classes or [])
 
 
 # ---------------------------------------------------------------------------------------------- lists
@@ -261,8 +214,8 @@ def release_dataset(cfg: DataConfig, found: Sequence[str]) -> str:
     """The dataset prefix whose sets a run reads under ``data.bias_root``."""
     if cfg.bias_dataset:
         return cfg.bias_dataset
-    if cfg.source in RELEASE_NAME:
-        return RELEASE_NAME[cfg.source]
+    if cfg.layout is not None and cfg.layout.release_name:
+        return cfg.layout.release_name
     names = sorted(set(found))
     if len(names) == 1:
         return names[0]
@@ -292,7 +245,7 @@ def bias_labeler(cfg: DataConfig, ds: str, classes: Sequence[str], splits: Seque
 
 
 def _release_sets(
-    cfg: DataConfig, classes: list[str] | None, splits: Sequence[DatasetSplit], run: _Collect, spec: DataSpec,
+    cfg: DataConfig, classes: list[str] | None, splits: Sequence[DatasetSplit], run: _Collect, spec: ResolvedData,
 ) -> dict[str, dict[str, DatasetSplit]]:
     """The chosen dataset's sets under ``data.bias_root``: {kind: {source: split}}; others are skipped."""
     found_sets: dict[str, dict[str, DatasetSplit]] = {"scuba": {}, "scufo": {}, "conflfg": {}}
@@ -338,7 +291,7 @@ def resolve_data(
     strict: bool = True,
     progress: bool = True,
     label_splits: Sequence[DatasetSplit] = (),
-) -> DataSpec:
+) -> ResolvedData:
     """The splits ``cfg`` names, labelled and checked, before any decoding (see the module docstring).
 
     Checked here: ``model.num_classes`` against every source of class names (official splits, class files,
@@ -350,50 +303,74 @@ def resolve_data(
     run = _Collect(strict)
     if cfg.source == "synthetic":
         cfg = synthetic_lists(cfg, progress)
-    spec = DataSpec(config=cfg)
-    classes: list[str] | None = None
+    spec = ResolvedData(config=cfg)
     known_splits: list[DatasetSplit] = list(label_splits)
-    if cfg.source in RELEASE_NAME:
-        # each split on its own, so that check-data still reports (and labels through) the others when one
-        # of them is broken; Kinetics-400's training clips are looked for only when training
-        name = f"data.source={cfg.source}"
-        classes = run.attempt(name, lambda: official_classes(cfg))
-        if classes is not None:
-            tr = (run.attempt(name, lambda: official_split(cfg, "train", classes))
-                  if train or cfg.source != "kinetics400" else None)
-            spec.test = run.attempt(name, lambda: official_split(cfg, "test", classes))
-            spec.train = tr if train else None
-            known_splits += [s for s in (tr, spec.test) if s is not None]
-            if num_classes is not None and num_classes != len(classes):
-                run.fail(DataProblem("model.num_classes", str(cfg.splits), "num_classes",
-                                     f"model.num_classes={num_classes} but {_where(cfg)} define {len(classes)} "
-                                     "classes"))
+    if cfg.source in LAYOUTS:
+        spec.classes = _layout_splits(cfg, spec, run, num_classes, train, known_splits)
     else:
-        names = run.attempt("data.classes", lambda: _class_names(cfg))
-        if names is not None and names[0] is not None:
-            classes = names[0]
-            if num_classes is not None and num_classes != len(classes):
-                run.fail(DataProblem("model.num_classes", str(names[1]), "num_classes",
-                                     f"model.num_classes={num_classes} but the class list {names[1]} names "
-                                     f"{len(classes)} classes"))
-        for role in ("train", "val", "test"):
-            set_cfg = getattr(cfg, role)
-            if role in ("train", "val") and not train:
-                continue
-            if set_cfg is None:
-                if role == "train" and train:
-                    run.fail(DataProblem("data.train", "", "usage", "training needs a training list"),
-                             ValueError("data.train: training needs a training list"))
-                continue
-            split = run.attempt(f"data.{role}", lambda r=role, s=set_cfg: _list_set(r, s, cfg.root, classes,
-                                                                                    num_classes))
-            setattr(spec, role, split)
-            if split is not None:
-                known_splits.append(split)
-        if classes is None and label_splits:  # e.g. check-data --hmdb51-csv: names from the labelling CSV
-            classes = list(label_splits[0].classes)
-    spec.classes = classes
+        spec.classes = _list_splits(cfg, spec, run, num_classes, train, known_splits)
+        if spec.classes is None and label_splits:  # e.g. check-data --hmdb51-csv: names from the labelling CSV
+            spec.classes = list(label_splits[0].classes)
+    _bias_splits(cfg, spec, run, num_classes, known_splits)
+    _no_duplicate_keys(spec, run)
+    _pair(cfg, spec, run)
+    spec.problems = run.problems
+    return spec
 
+
+def _layout_splits(cfg: DataConfig, spec: ResolvedData, run: _Collect, num_classes: int | None, train: bool,
+                   known_splits: list[DatasetSplit]) -> list[str] | None:
+    """A registered layout's class names, train and test splits. Each split on its own, so that check-data
+    still reports (and labels through) the others when one of them is broken; Kinetics-400's training clips
+    are looked for only when training."""
+    name = f"data.source={cfg.source}"
+    classes = run.attempt(name, lambda: official_classes(cfg))
+    if classes is None:
+        return None
+    tr = (run.attempt(name, lambda: official_split(cfg, "train", classes))
+          if train or cfg.source != "kinetics400" else None)
+    spec.test = run.attempt(name, lambda: official_split(cfg, "test", classes))
+    spec.train = tr if train else None
+    known_splits += [s for s in (tr, spec.test) if s is not None]
+    if num_classes is not None and num_classes != len(classes):
+        run.fail(DataProblem("model.num_classes", str(cfg.splits), "num_classes",
+                             f"model.num_classes={num_classes} but the {layout_of(cfg).files} in {cfg.splits} "
+                             f"define {len(classes)} classes"))
+    return classes
+
+
+def _list_splits(cfg: DataConfig, spec: ResolvedData, run: _Collect, num_classes: int | None, train: bool,
+                 known_splits: list[DatasetSplit]) -> list[str] | None:
+    """Class names (``data.classes``) and the train, val and test lists of ``source: lists``."""
+    classes = None
+    names = run.attempt("data.classes", lambda: _class_names(cfg))
+    if names is not None and names[0] is not None:
+        classes = names[0]
+        if num_classes is not None and num_classes != len(classes):
+            run.fail(DataProblem("model.num_classes", str(names[1]), "num_classes",
+                                 f"model.num_classes={num_classes} but the class list {names[1]} names "
+                                 f"{len(classes)} classes"))
+    for role in ("train", "val", "test"):
+        set_cfg = getattr(cfg, role)
+        if role in ("train", "val") and not train:
+            continue
+        if set_cfg is None:
+            if role == "train" and train:
+                run.fail(DataProblem("data.train", "", "usage", "training needs a training list"),
+                         ValueError("data.train: training needs a training list"))
+            continue
+        split = run.attempt(f"data.{role}", lambda r=role, s=set_cfg: _list_set(r, s, cfg.root, classes,
+                                                                                num_classes))
+        setattr(spec, role, split)
+        if split is not None:
+            known_splits.append(split)
+    return classes
+
+
+def _bias_splits(cfg: DataConfig, spec: ResolvedData, run: _Collect, num_classes: int | None,
+                 known_splits: list[DatasetSplit]) -> None:
+    """The release's sets under ``data.bias_root``, then the lists under ``data.bias`` (which win)."""
+    classes = spec.classes
     release: dict[str, dict[str, DatasetSplit]] = {"scuba": {}, "scufo": {}, "conflfg": {}}
     if cfg.bias_root is not None:
         release = _release_sets(cfg, classes, known_splits, run, spec)
@@ -411,7 +388,9 @@ def resolve_data(
         spec.conflfg = run.attempt("data.bias.conflfg", lambda: _list_set(
             "bias.conflfg", cfg.bias.conflfg, cfg.root, classes, num_classes)) or spec.conflfg
 
-    # duplicate keys: a per-key score (and the SCUBA/SCUFO pairing) would keep one of them silently
+
+def _no_duplicate_keys(spec: ResolvedData, run: _Collect) -> None:
+    """A per-key score (and the SCUBA/SCUFO pairing) would keep one of two items with one key silently."""
     for role, split in spec.roles().items():
         if role == "train":
             continue
@@ -420,12 +399,9 @@ def resolve_data(
                                  f"{split.origin or split.name}"),
                      ValueError(f"data ({role}): duplicate key {key!r} ({count} times) in {split.origin or split.name}:"
                                 " every evaluated item needs its own key"))
-    _pair(cfg, spec, run)
-    spec.problems = run.problems
-    return spec
 
 
-def _pair(cfg: DataConfig, spec: DataSpec, run: _Collect) -> None:
+def _pair(cfg: DataConfig, spec: ResolvedData, run: _Collect) -> None:
     """SCUBA and SCUFO pair by key, for contrasted accuracy: checked now, not after training."""
     if not spec.scufo:
         return
@@ -481,7 +457,7 @@ class DataBundle:
         return sets
 
 
-def warnings_of(spec: DataSpec, train: bool = True, limit: int = 10) -> list[str]:
+def warnings_of(spec: ResolvedData, train: bool = True, limit: int = 10) -> list[str]:
     """Terminal lines for what a run will work around: missing files (kept: they fail when read), unpaired
     SCUBA/SCUFO items, other datasets' sets skipped. At most ``limit`` files per set, then a count."""
     lines: list[str] = []
@@ -511,6 +487,28 @@ def warnings_of(spec: DataSpec, train: bool = True, limit: int = 10) -> list[str
     return lines
 
 
+def train_dataset(cfg: DataConfig, items: Sequence[ClipItem], seed: int) -> ClipDataset:
+    """Training clips: a random clip per video (with ``cache``, a fixed one: the test view's single clip), the
+    training transform."""
+    transform = build_transform(True, cfg.crop_size, cfg.resize_short, cfg.train_crop, cfg.hflip, cfg.mean, cfg.std)
+    fixed = "center" if cfg.test_view not in ("center", "first") else cfg.test_view
+    return ClipDataset(items, cfg.num_frames, cfg.stride, mode=fixed if cfg.cache else "random",
+                       transform=transform, seed=seed, cache=cfg.cache, min_frames=cfg.min_frames)
+
+
+def eval_dataset(cfg: DataConfig, items: Sequence[ClipItem], seed: int,
+                 views: bool = True) -> ClipDataset | ViewDataset:
+    """Test clips as ``cfg.test_view`` says: one clip per video (``center``, ``first``) or several views
+    (``NxS``; ``views=False``: the centre clip instead, as validation uses)."""
+    multi_view = cfg.test_view not in ("center", "first")
+    if multi_view and views:
+        return ViewDataset(items, cfg.num_frames, cfg.stride, cfg.test_view, cfg.crop_size, cfg.resize_short,
+                           cfg.mean, cfg.std, cfg.min_frames)
+    transform = build_transform(False, cfg.crop_size, cfg.resize_short, cfg.train_crop, cfg.hflip, cfg.mean, cfg.std)
+    return ClipDataset(items, cfg.num_frames, cfg.stride, mode="center" if multi_view else cfg.test_view,
+                       transform=transform, seed=seed, cache=cfg.cache, min_frames=cfg.min_frames)
+
+
 def build_data(
     cfg: DataConfig, seed: int, num_classes: int | None = None, train: bool = True, progress: bool = True,
     warn: Callable[[str], None] | None = None,
@@ -522,17 +520,9 @@ def build_data(
     cfg = spec.config or cfg
     for line in warnings_of(spec, train):
         (warn or (lambda s: print(s, file=sys.stderr, flush=True)))(line)
-    test_tf = build_transform(False, cfg.crop_size, cfg.resize_short, cfg.train_crop, cfg.hflip, cfg.mean, cfg.std)
-    train_tf = build_transform(True, cfg.crop_size, cfg.resize_short, cfg.train_crop, cfg.hflip, cfg.mean, cfg.std)
-    multi_view = cfg.test_view not in ("center", "first")
 
     def dataset(items: list[ClipItem], training: bool, views: bool = True) -> ClipDataset | ViewDataset:
-        if multi_view and views and not training:
-            return ViewDataset(items, cfg.num_frames, cfg.stride, cfg.test_view, cfg.crop_size, cfg.resize_short,
-                               cfg.mean, cfg.std, cfg.min_frames)
-        mode = "random" if training and not cfg.cache else ("center" if multi_view else cfg.test_view)
-        return ClipDataset(items, cfg.num_frames, cfg.stride, mode=mode, transform=train_tf if training else test_tf,
-                           seed=seed, cache=cfg.cache, min_frames=cfg.min_frames)
+        return train_dataset(cfg, items, seed) if training else eval_dataset(cfg, items, seed, views)
 
     out = DataBundle(classes=spec.classes, problems=[p for p in spec.problems if not p.fatal])
     if train:
