@@ -78,6 +78,11 @@ def test_many_aliases_are_refused(tmp_path, capsys):
     ("optim.betas=[-0.1, 0.999]", "optim.betas"),
     ("eval.batch_size=-1", "eval.batch_size"),
     ("eval.batch_size=0", "eval.batch_size"),
+    ("data.std=[0, 0, 0]", "data.std"),  # torchvision's "std evaluated to zero" at step 1 before
+    ("data.mean=[.nan, 0, 0]", "data.mean"),
+    ("seed=-1", "seed"),  # numpy's "expected non-negative integer" at build time before
+    ("objective.w_gp=.nan", "objective.w_gp"),  # a "non-finite loss" naming no key before
+    ("objective.w_ent=-1", "objective.w_ent"),
 ])
 def test_config_values_are_validated(override, key, capsys):
     assert main(["train", override]) == 2

@@ -414,6 +414,10 @@ def test_duplicate_keys_and_conflfg_without_conflict_labels_stop_before_training
     dup = lists_data(tmp_path, train=train, test="a/x.mp4 0\nb/x.mp4 1\n")  # two videos, one key
     with pytest.raises(ValueError, match=r"duplicate key 'x' \(2 times\) in .*test.txt"):
         resolve_data(load_config(None, [f"data={json.dumps(dup)}"]).data, num_classes=2)
+    # a duplicate in the training list matters when validation is held out of it (by key): named with its file
+    held = lists_data(tmp_path, train="a/c.mp4 0\nb/c.mp4 0\nd.mp4 1\n")
+    with pytest.raises(ValueError, match=r"duplicate key 'c' \(2 times\) in .*train.txt"):
+        resolve_data(load_config(None, [f"data={json.dumps(held)}"]).data, num_classes=2)
     conf = lists_data(tmp_path, train=train, bias__conflfg="# moving, pasted\nm1.zip 0 1\nm2.zip 1\n")
     with pytest.raises(ValueError, match=r"bias__conflfg.txt:3: 'm2.zip 1' has no conflict label"):
         resolve_data(load_config(None, [f"data={json.dumps(conf)}"]).data, num_classes=2)
@@ -437,3 +441,45 @@ def test_empty_and_badly_encoded_split_files_are_named(tmp_path):
     (tmp_path / "validate.csv").write_text("label,youtube_id,time_start,time_end,split\n")
     with pytest.raises(ValueError, match=r"validate.csv: no rows"):
         kinetics400_csv(tmp_path / "validate.csv", videos)
+
+
+def test_bias_sets_built_on_split_1_label_a_run_on_split_2(tmp_path):
+    """The release was generated from split-1 test videos; in splits 2 and 3 some of them are marked 0 (unused),
+    yet the split file still names their class: they label the bias sets all the same."""
+    hmdb_layout(tmp_path)
+    splits = tmp_path / "testTrainMulti_7030_splits"
+    for cls in CLASSES:
+        lines = (splits / f"{cls}_test_split1.txt").read_text().splitlines()
+        moved = [ln.replace(" 2 ", " 0 ") if i in (0, 1) else ln.replace(" 1 ", " 2 ", 1) if i == 2 else ln
+                 for i, ln in enumerate(lines)]
+        (splits / f"{cls}_test_split2.txt").write_text("\n".join(moved) + "\n")
+    cfg = load_config(None, [f"{k}={json.dumps(v)}" for k, v in hmdb_config(tmp_path, tmp_path / "run").items()]
+                      + ["data.split=2"])
+    spec = resolve_data(cfg.data, num_classes=2, progress=False)
+    assert FENCE[0] not in {it.key for s in (spec.train, spec.test) for it in s.items}  # unused in split 2
+    labels = {it.key: it.label for it in spec.scuba["stripe"].items}
+    assert labels[f"{FENCE[0]}__1"] == 0 and labels[f"{WAVE[0]}__1"] == 1
+    conf = {it.key: (it.label, it.extra["conflict_label"]) for it in spec.conflfg.items}
+    assert conf[f"{WAVE[0]}__{FENCE[0]}__1"] == (1, 0)
+
+
+def test_set_level_gaps_in_a_release_cost_only_what_is_missing(tmp_path):
+    """A source whose SCUFO folder is missing, a ConflFG folder left empty (make-bias-set skipped every pairing)
+    and a stray file name in a set: each is named, and the rest of the release is still evaluated."""
+    hmdb_layout(tmp_path)
+    bias = tmp_path / "bias"
+    (bias / "HMDB51_SCUBA_VQGAN").mkdir()
+    release_zip(bias / "HMDB51_SCUBA_VQGAN" / f"{FENCE[0]}__1.zip", clip(0))
+    for f in (bias / "HMDB51_ConflFG_Stripe").iterdir():
+        f.unlink()
+    stray = bias / "HMDB51_SCUBA_Stripe" / "x__y__0.zip"
+    release_zip(stray, clip(0))
+    cfg = load_config(None, [f"{k}={json.dumps(v)}" for k, v in hmdb_config(tmp_path, tmp_path / "run").items()])
+    said: list[str] = []
+    data = build_data(cfg.data, seed=0, num_classes=2, progress=False, warn=said.append)
+    assert sorted(data.scuba) == ["stripe", "vqgan"] and sorted(data.scufo) == ["stripe"]
+    assert data.conflfg is None and str(stray) not in {str(it.source) for it in data.scuba["stripe"].items}
+    text = "\n".join(said)
+    assert "no SCUFO set for this source: SCUBA evaluated alone" in text
+    assert "HMDB51_ConflFG_Stripe" in text and "no files: set skipped" in text
+    assert f"{stray}" in text and "left out" in text

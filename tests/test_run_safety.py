@@ -275,3 +275,32 @@ def test_freeze_bn_keeps_the_running_statistics(tiny_benchmark, tmp_path):
     with pytest.warns(UserWarning):
         free = train(bn_cfg(tmp_path, tiny_benchmark, freeze=False), train_items(tiny_benchmark), progress=False)
     assert int(free.model.features[1].num_batches_tracked) > 0
+
+
+def test_forced_changes_of_the_optimiser_take_effect_on_resume(tiny_benchmark, tmp_path):
+    """`--force` with a new lr, weight decay or epoch count continues with the NEW values: the saved optimiser
+    state must not bring the old ones back (config.yaml would then describe another run)."""
+    from albar.training.schedule import warmup_cosine
+
+    first = tiny_cfg(tmp_path, tiny_benchmark, "run", **{"optim.epochs": 1, "checkpoint.every_steps": 0})
+    fit(first, progress=False)
+    longer = tiny_cfg(tmp_path, tiny_benchmark, "run", **{"optim.epochs": 2, "optim.lr": 1e-3,
+                                                          "optim.weight_decay": 0.5, "checkpoint.every_steps": 0})
+    fit(longer, progress=False, force=True)
+    steps = [json.loads(line) for line in (tmp_path / "run" / "steps.jsonl").read_text().splitlines()]
+    per_epoch = len(steps) // 2
+    total, warmup = 2 * per_epoch, per_epoch  # optim.warmup_epochs 1 (tests/helpers.py)
+    for rec in steps[per_epoch:]:  # epoch 2 follows the new schedule: lr 1e-3, 2 epochs
+        assert rec["lr"] == pytest.approx(1e-3 * warmup_cosine(rec["step"] - 1, total, warmup), rel=1e-9)
+    state = load_resume_state(tmp_path / "run" / "last.pt")
+    assert {g["weight_decay"] for g in state["optimizer"]["param_groups"]} == {0.5}
+
+
+def test_resuming_another_runs_checkpoint_names_it(tiny_benchmark, tmp_path, capsys):
+    other = write_config(tmp_path, tiny_benchmark, "other", **{"optim.epochs": 1})
+    assert main(["train", "--config", str(other), "--no-progress"]) == 0
+    narrower = {"optim.epochs": 1, "model.kwargs": {"widths": [8, 8, 8, 8]}}  # another architecture
+    mine = write_config(tmp_path, tiny_benchmark, "mine", **narrower)
+    code = main(["train", "--config", str(mine), "--no-progress", "--resume", str(tmp_path / "other" / "last.pt")])
+    err = capsys.readouterr().err
+    assert code == 2 and "other/last.pt" in err and "do not fit" in err

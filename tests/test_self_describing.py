@@ -164,6 +164,20 @@ def test_extract_features_keeps_relative_paths_and_never_overwrites(layout, tmp_
     assert "would both write" in capsys.readouterr().err
 
 
+def test_features_of_videos_extracted_one_at_a_time_keep_apart(layout, tmp_path, monkeypatch):
+    """Relative to the working folder, a video's features land in the same place alone or with others."""
+    ckpt = hand_checkpoint(layout, tmp_path / "best.pt")
+    for sub in ("a", "b"):
+        (tmp_path / "in" / sub).mkdir(parents=True)
+        write_video(tmp_path / "in" / sub / "clip.avi", numbered_frames(8, 16, 16), "mpeg4")
+    monkeypatch.chdir(tmp_path / "in")
+    out = tmp_path / "feats"
+    for sub in ("a", "b"):
+        args = ["extract-features", "--checkpoint", str(ckpt), "--videos", f"{sub}/clip.avi", "--out", str(out)]
+        assert main(args) == 0
+    assert (out / "a" / "clip.npy").is_file() and (out / "b" / "clip.npy").is_file()
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")
 def test_device_cuda_without_gpu_is_a_clean_error(layout, tmp_path, capsys):
     ckpt = hand_checkpoint(layout, tmp_path / "best.pt")

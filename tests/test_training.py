@@ -127,3 +127,16 @@ def test_gradient_accumulation_matches_the_larger_batch(tiny_benchmark):
     clipped.optim.grad_clip = 1e-6  # a tiny clip norm changes the update
     c = train(clipped, train_set(tiny_benchmark), progress=False)
     assert not torch.allclose(a.model.state_dict()["fc.weight"], c.model.state_dict()["fc.weight"], atol=1e-5)
+
+
+def test_epoch_means_of_each_term_cover_the_steps_that_computed_it(tiny_benchmark, tmp_path):
+    """With a ramp, ALBAR's first step has weight 0 and computes no static terms: the epoch's mean static CE is
+    over the steps that did (epochs.csv and TensorBoard read these records)."""
+    cfg = small_cfg(w_adv=0.5, w_ent=1.0, w_gp=1.0, ramp_epochs=1)
+    run = train(cfg, train_set(tiny_benchmark), out_dir=tmp_path, progress=False)
+    steps = [json.loads(line) for line in (tmp_path / "steps.jsonl").read_text().splitlines()]
+    first = [s for s in steps if s["epoch"] == 1]
+    assert "static_ce" not in first[0] and all("static_ce" in s for s in first[1:])
+    for term in ("static_ce", "gp", "loss"):
+        values = [s[term] for s in first if term in s]
+        assert run.history[0][f"train_{term}"] == pytest.approx(sum(values) / len(values), rel=1e-6)

@@ -77,7 +77,7 @@ class OptimConfig(_Strict):
 class TrainConfig(_Strict):
     out_dir: Path = Path("runs/albar")
     resume: Union[Literal["auto", "never"], Path] = "auto"  # auto: continue from out_dir/last.pt if present
-    seed: int = 0
+    seed: int = Field(ge=0, default=0)  # numpy's generators take non-negative seeds
     threads: int | None = None  # torch CPU threads; None leaves torch's default
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     model: ModelConfig = Field(default_factory=ModelConfig)

@@ -38,6 +38,7 @@ import linecache
 import os
 import re
 import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -109,7 +110,8 @@ def build_parser(full: bool = True) -> argparse.ArgumentParser:
         p.add_argument("--device", type=_device_arg, default="auto", help=device_help)
         if name == "extract-features":
             p.add_argument("--out", type=Path, required=True,
-                           help="folder; each video's .npy keeps its path relative to the videos' common folder")
+                           help="folder; each video's .npy keeps its path relative to the working folder (or, "
+                           "for videos outside it, to their common folder)")
             p.add_argument("--overwrite", action="store_true", help="replace feature files that exist already")
         else:
             p.add_argument("--json", action="store_true", help="print JSON")
@@ -249,8 +251,28 @@ def _message(err: BaseException) -> str:
     return str(err)
 
 
+_previous_show = warnings.showwarning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    """albar's own warnings as one ``albar: warning:`` line; other libraries' as Python prints them."""
+    if Path(filename).resolve().is_relative_to(_PACKAGE):
+        _warn(str(message))
+    else:
+        _previous_show(message, category, filename, lineno, file, line)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``albar`` command line; returns the exit status (see the module docstring)."""
+    global _previous_show
+    _previous_show, warnings.showwarning = warnings.showwarning, _show_warning
+    try:
+        return _main(argv)
+    finally:
+        warnings.showwarning = _previous_show
+
+
+def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(full=_command(argv) == "check-data")
     args, unknown = parser.parse_known_args(argv)

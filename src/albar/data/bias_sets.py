@@ -186,6 +186,7 @@ def albar_bias_set(
     classes: Sequence[str],
     parse_conflict: Callable[[str], tuple[str, str]] | None = None,
     conflict_labels: Mapping[str, int] | None = None,
+    leave_out_unlabelled: bool = False,
 ) -> DatasetSplit:
     """One set of ALBAR's release: SCUBA/ConflFG zips or SCUFO stills, keys = file stems, sorted.
 
@@ -193,7 +194,9 @@ def albar_bias_set(
     given, else ``label_of`` of the pasted part of ``parse_conflict(stem)`` (default: :func:`conflfg_parts`
     resolved against the keys ``label_of`` knows); the label is ``label_of`` the moving part. Every
     unlabelled file is named in one :class:`LabelError`. Files are listed, not read: an empty or corrupt zip
-    or image stays an item (it fails at read time, counted against the model).
+    or image stays an item (it fails at read time, counted against the model). ``leave_out_unlabelled``: a
+    file that cannot be labelled (a stray name in a release folder) is left out and named in ``left_out``
+    instead of failing the set; a set where no file can be labelled still raises.
     """
     if parse_conflict is None:
         known = knows(label_of)
@@ -224,11 +227,11 @@ def albar_bias_set(
             problems[str(f)] = str(err.args[0]) if err.args else "no label"
             continue
         items.append(ClipItem(f, label, stem, extra))
-    if problems:
+    if problems and (not leave_out_unlabelled or not items):
         raise LabelError(str(folder), problems)
     if not items:
         raise FileNotFoundError(f"no {pattern} files in {folder}")
-    return DatasetSplit(folder.name, items, list(classes), origin=str(folder))
+    return DatasetSplit(folder.name, items, list(classes), origin=str(folder), left_out=problems)
 
 
 def stillmix_bias_set(

@@ -276,9 +276,15 @@ def _release_sets(
     if label_of is None:
         return found_sets
     for (kind, source), folder in mine.items():
-        split = run.attempt(folder.name, lambda k=kind, s=source: albar_bias_set(root, ds, k, s, label_of, classes))
+        if not any(folder.glob("*.jpg" if kind == "SCUFO" else "*.zip")):  # e.g. make-bias-set skipped every pair
+            run.problems.append(DataProblem(folder.name, str(folder), "layout", "no files: set skipped", fatal=False))
+            continue
+        split = run.attempt(folder.name, lambda k=kind, s=source: albar_bias_set(
+            root, ds, k, s, label_of, classes, leave_out_unlabelled=True))
         if split is not None:
             found_sets[kind.lower()][source.lower()] = split
+            run.problems += [DataProblem(folder.name, path, "label", f"{why}: left out", fatal=False)
+                             for path, why in split.left_out.items()]
     return found_sets
 
 
@@ -331,7 +337,8 @@ def _layout_splits(cfg: DataConfig, spec: ResolvedData, run: _Collect, num_class
           if train or cfg.source != "kinetics400" else None)
     spec.test = run.attempt(name, lambda: official_split(cfg, "test", classes))
     spec.train = tr if train else None
-    known_splits += [s for s in (tr, spec.test) if s is not None]
+    every = run.attempt(name, lambda: layout_of(cfg).labelled(cfg, classes))
+    known_splits += [s for s in (tr, spec.test, every) if s is not None]
     if num_classes is not None and num_classes != len(classes):
         run.fail(DataProblem("model.num_classes", str(cfg.splits), "num_classes",
                              f"model.num_classes={num_classes} but the {layout_of(cfg).files} in {cfg.splits} "
@@ -390,9 +397,10 @@ def _bias_splits(cfg: DataConfig, spec: ResolvedData, run: _Collect, num_classes
 
 
 def _no_duplicate_keys(spec: ResolvedData, run: _Collect) -> None:
-    """A per-key score (and the SCUBA/SCUFO pairing) would keep one of two items with one key silently."""
+    """A per-key score (and the SCUBA/SCUFO pairing) would keep one of two items with one key silently; the
+    held-out validation split (no ``data.val``) assigns videos by key, so training keys must be unique then."""
     for role, split in spec.roles().items():
-        if role == "train":
+        if role == "train" and spec.val is not None:
             continue
         for key, count in split.duplicate_keys().items():
             run.fail(DataProblem(role, split.origin, "duplicate", f"key {key!r} appears {count} times in "
@@ -405,11 +413,13 @@ def _pair(cfg: DataConfig, spec: ResolvedData, run: _Collect) -> None:
     """SCUBA and SCUFO pair by key, for contrasted accuracy: checked now, not after training."""
     if not spec.scufo:
         return
-    only = sorted(set(spec.scuba) ^ set(spec.scufo))
-    if only:
-        reason = (f"SCUBA sources {sorted(spec.scuba)} and SCUFO sources {sorted(spec.scufo)} differ: "
-                  f"{only} have one but not the other")
-        run.fail(DataProblem("data.bias", "", "pairing", reason), ValueError(f"data.bias: {reason}"))
+    for source in sorted(set(spec.scuba) - set(spec.scufo)):  # SCUBA alone still measures background bias
+        run.problems.append(DataProblem(f"scuba_{source}", spec.scuba[source].origin, "pairing", "no SCUFO set for "
+                                        "this source: SCUBA evaluated alone, no SCUFO or contrasted accuracy for it",
+                                        fatal=False))
+    for source in sorted(set(spec.scufo) - set(spec.scuba)):  # no clips to contrast or to average with
+        run.problems.append(DataProblem(f"scufo_{source}", spec.scufo.pop(source).origin, "pairing",
+                                        "no SCUBA set for this source: SCUFO set left out", fatal=False))
     for source in sorted(set(spec.scuba) & set(spec.scufo)):
         scuba, scufo = spec.scuba[source], spec.scufo[source]
         report = check_pairing(scuba, scufo)

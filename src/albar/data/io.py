@@ -89,7 +89,10 @@ def _decode_image(data: bytes | Path, source: str | Path, member: str | None = N
                 return np.asarray(img.convert("RGB"))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise ClipReadError(source, where + _bomb_reason(err)) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+    except UnidentifiedImageError as err:  # its message names an in-memory buffer, not the file
+        raise ClipReadError(source, f"{where}cannot decode image (not an image format PIL knows: corrupt, "
+                                    "truncated at the start, or not an image)") from err
+    except (OSError, SyntaxError, ValueError) as err:
         raise ClipReadError(source, f"{where}cannot decode image ({err})") from err
 
 

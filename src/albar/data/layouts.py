@@ -60,6 +60,11 @@ class DatasetLayout:
     def split(self, cfg: DataConfig, subset: Subset, classes: Sequence[str]) -> DatasetSplit:
         raise NotImplementedError
 
+    def labelled(self, cfg: DataConfig, classes: Sequence[str]) -> DatasetSplit | None:
+        """Every video the split files label, beyond the chosen split's train and test (default: none). Bias
+        sets are named after the videos they come from, built on any split: they are labelled through these too."""
+        return None
+
     def check(self, cfg: DataConfig) -> None:
         """Raise, naming the key, when the config lacks what the layout reads (default: splits and root)."""
         if cfg.splits is None or cfg.root is None:
@@ -120,6 +125,7 @@ class DatasetSplit:
     missing: dict[str, str] = field(default_factory=dict)  # key -> path of a listed file not on disk
     origin: str = ""  # the file or folder the items were read from (named in errors)
     searched: dict[str, list[str]] = field(default_factory=dict)  # key -> every path tried, for missing keys
+    left_out: dict[str, str] = field(default_factory=dict)  # path -> why a file on disk is not an item (no label)
 
     def duplicate_keys(self) -> dict[str, int]:
         """Keys listed more than once, with their counts: a per-key metric (and SCUBA/SCUFO pairing) would
@@ -186,15 +192,16 @@ def hmdb51_classes(split_dir: str | Path, split: int = 1) -> list[str]:
 
 
 def hmdb51_split(
-    split_dir: str | Path, video_root: str | Path, split: int = 1, subset: Subset = "train",
+    split_dir: str | Path, video_root: str | Path, split: int = 1, subset: Literal["train", "test", "all"] = "train",
 ) -> DatasetSplit:
     """HMDB51 from the official ``<class>_test_split<N>.txt`` files (``<video>.avi <0|1|2>``, 1 train,
-    2 test, 0 unused) over ``<video_root>/<class>/<video>.avi``. Classes sorted by name (mmaction2 order);
+    2 test, 0 unused; subset "all" takes every line, to label bias sets built on another split) over
+    ``<video_root>/<class>/<video>.avi``. Classes sorted by name (mmaction2 order);
     keys are the video stems."""
     split_dir, video_root = Path(split_dir), Path(video_root)
     files = _hmdb51_split_files(split_dir, split)
     classes = [_HMDB_SPLIT.match(p.name)["cls"] for p in files]
-    want = {"train": 1, "test": 2}[subset]
+    want = {"train": {1}, "test": {2}, "all": {0, 1, 2}}[subset]
     items, problems = [], {}
     for label, (cls, path) in enumerate(zip(classes, files)):
         for lineno, line in _content_lines(path):  # lines carry a trailing space in the release
@@ -202,7 +209,7 @@ def hmdb51_split(
             if len(parts) != 2 or parts[1] not in {"0", "1", "2"}:
                 problems[f"{path}:{lineno}"] = f"expected '<video>.avi <0|1|2>', got {line!r}"
                 continue
-            if int(parts[1]) == want:
+            if int(parts[1]) in want:
                 items.append(ClipItem(video_root / cls / parts[0], label, Path(parts[0]).stem))
     if problems:
         raise LabelError(f"HMDB51 split {split} in {split_dir}", problems)
@@ -466,6 +473,13 @@ class HMDB51(DatasetLayout):
         self.check(cfg)
         assert cfg.splits is not None and cfg.root is not None
         return hmdb51_split(cfg.splits, cfg.root, cfg.split, subset)
+
+    def labelled(self, cfg: DataConfig, classes: Sequence[str]) -> DatasetSplit | None:
+        """A video marked 0 (unused) in this split still has its class (the file's name): the release was built
+        on split 1, so a run on split 2 or 3 labels its bias sets through these lines too."""
+        self.check(cfg)
+        assert cfg.splits is not None and cfg.root is not None
+        return hmdb51_split(cfg.splits, cfg.root, cfg.split, "all")
 
 
 @register_layout("ucf101")

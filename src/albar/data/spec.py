@@ -9,6 +9,7 @@ face, so that the benchmark's import of :mod:`albar.data.io` never waits on it.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Literal
 
@@ -89,6 +90,13 @@ class DataConfig(_Strict):
     max_failure_fraction: float = Field(ge=0, lt=1, default=0.05)  # unreadable training files before stopping
 
     _expand_root = field_validator("root", "splits", "bias_root", "bias_labels", "classes")(expand_user)
+
+    @field_validator("mean", "std")
+    @classmethod
+    def _normalisation(cls, v: tuple[float, float, float], info) -> tuple[float, float, float]:
+        if not all(math.isfinite(x) for x in v) or (info.field_name == "std" and min(v) <= 0):
+            raise ValueError(f"must be finite{' and > 0' if info.field_name == 'std' else ''} per channel, got {v}")
+        return v
 
     @field_validator("test_view")
     @classmethod

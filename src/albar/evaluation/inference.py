@@ -209,11 +209,15 @@ def predict_videos(
 
 
 def feature_targets(paths: Sequence[Path], out_dir: Path, overwrite: bool = False) -> list[Path]:
-    """``out_dir/<path relative to the inputs' common folder>.npy`` per video: ``a/clip.mp4`` and
-    ``b/clip.mp4`` keep apart. ValueError naming the inputs when two map to one file (the same video twice,
-    or ``clip.mp4`` beside ``clip.avi``), or, without ``overwrite``, when a target exists already."""
+    """``out_dir/<path relative to the working folder>.npy`` per video (relative to the inputs' common folder
+    when some lie outside it): ``a/clip.mp4`` and ``b/clip.mp4`` keep apart, and a video lands in the same
+    place whether it is extracted alone or with others. ValueError naming the inputs when two map to one file
+    (the same video twice, or ``clip.mp4`` beside ``clip.avi``), or, without ``overwrite``, when a target
+    exists already."""
     absolute = [Path(os.path.abspath(p)) for p in paths]  # abspath: symlinked videos keep their own names
-    common = Path(os.path.commonpath([p.parent for p in absolute]))
+    cwd = Path(os.path.abspath(os.getcwd()))
+    inside = all(p.is_relative_to(cwd) for p in absolute)
+    common = cwd if inside else Path(os.path.commonpath([p.parent for p in absolute]))
     targets = [out_dir / p.relative_to(common).with_suffix(".npy") for p in absolute]
     first: dict[Path, Path] = {}
     for path, target in zip(paths, targets):

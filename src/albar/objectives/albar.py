@@ -170,9 +170,10 @@ class ALBARParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    w_adv: float = 1.0
-    w_ent: float = 4.0
-    w_gp: float = 10.0
+    # finite and >= 0: a negative weight turns a term around (w_ent < 0 sharpens the static prediction)
+    w_adv: float = Field(ge=0, allow_inf_nan=False, default=1.0)
+    w_ent: float = Field(ge=0, allow_inf_nan=False, default=4.0)
+    w_gp: float = Field(ge=0, allow_inf_nan=False, default=10.0)
     frame: Union[Literal["middle", "random", "first", "last"], int] = "middle"
     # Gradient-penalty norm. official (default): the released code's, one norm per (sample, width column) over
     # C, T, H, then the mean: what the paper's w_gp = 10 was tuned with. sample: the per-sample norm of the

@@ -81,8 +81,9 @@ class SceneHead(nn.Module):
         self.mlp = nn.Sequential(*layers)
         self.reversal = reversal
 
-    def forward(self, features: Tensor) -> Tensor:
-        return self.mlp(grad_reverse(features, self.reversal))
+    def forward(self, features: Tensor, reversal: float | None = None) -> Tensor:
+        """Scene logits; ``reversal`` (default: the head's) scales the gradient the features get back."""
+        return self.mlp(grad_reverse(features, self.reversal if reversal is None else reversal))
 
 
 # ------------------------------------------------------------------------------------------ features
@@ -137,13 +138,16 @@ def scene_cross_entropy(logits: Tensor, target: Tensor) -> Tensor:
     return F.cross_entropy(logits.float(), target.to(logits.device))
 
 
-def mask_actor(clip: Tensor, actor_mask: Tensor) -> Tensor:
+def mask_actor(clip: Tensor, actor_mask: Tensor, union: bool = False) -> Tensor:
     """``clip`` (B, C, T, H, W) with the actor pixels (``actor_mask`` (B, T, H, W) > 0.5) replaced by their frame's
-    mean colour (per channel): the scene without the person, as SDN's masked clips."""
+    mean colour (per channel): the scene without the person, as SDN's masked clips. ``union``: mask, in every
+    frame, every pixel the actor covers in ANY frame (a hole that does not move: no motion left to see)."""
     if actor_mask.shape != (clip.shape[0], *clip.shape[2:]):
         raise ValueError(f"actor masks must be (B, T, H, W) = {(clip.shape[0], *clip.shape[2:])}, "
                          f"got {tuple(actor_mask.shape)}")
     m = (actor_mask.to(clip.device) > 0.5)[:, None]
+    if union:
+        m = m.any(dim=2, keepdim=True).expand_as(m)
     fill = clip.mean(dim=(-2, -1), keepdim=True).expand_as(clip)
     return torch.where(m, fill, clip)
 
@@ -176,12 +180,16 @@ def sdn_loss(
     w_mask: float = 1.0,
     layer: nn.Module | None = None,
     motion_loss: Callable[[Tensor], Tensor] | None = None,
+    mask_union: bool = True,
+    reversal: float | None = None,
 ) -> SDNTerms:
     """SDN's loss for one batch; call ``.total.backward()``.
 
     ``head``/``scene_target`` are needed when ``w_scene`` != 0, ``actor_mask`` (B, T, H, W) when ``w_mask`` != 0.
     ``layer``: the model's classification layer (found with :func:`classifier_layer` if not given).
     ``motion_loss`` replaces CE(F(x), y) (a label-mixing batch method's loss); receives the logits.
+    ``mask_union``: the confusion term masks the actor's union over the clip's frames (see :func:`mask_actor`).
+    ``reversal``: the gradient reversal's strength for this step (default: the head's own).
     """
     use_scene, use_mask = w_scene != 0, w_mask != 0
     if use_scene:
@@ -195,7 +203,7 @@ def sdn_loss(
     terms = SDNTerms(total=ce, ce=ce, logits=logits)
     if use_scene:
         assert head is not None and scene_target is not None
-        scene_logits = head(feats)
+        scene_logits = head(feats, reversal)
         terms.scene_ce = scene_cross_entropy(scene_logits, scene_target)
         hard = scene_target.argmax(-1) if scene_target.is_floating_point() else scene_target
         terms.scene_top1 = 100.0 * (scene_logits.argmax(-1) == hard.to(scene_logits.device)).float().mean()
@@ -205,7 +213,8 @@ def sdn_loss(
             raise ValueError("SDN's mask-confusion term (w_mask != 0) needs the batch's actor masks")
         valid = (actor_mask.flatten(1).amax(1) > 0.5).to(clip.device)
         if bool(valid.any()):  # clips without an actor would only repeat the unmasked clip: left out
-            terms.mask_neg_entropy = negative_entropy(model(mask_actor(clip[valid], actor_mask.to(clip.device)[valid])))
+            terms.mask_neg_entropy = negative_entropy(model(mask_actor(clip[valid], actor_mask.to(clip.device)[valid],
+                                                                               mask_union)))
         else:
             terms.mask_neg_entropy = logits.sum() * 0.0
         total = total + w_mask * terms.mask_neg_entropy
@@ -326,19 +335,21 @@ class SDNLoss(nn.Module):
     """
 
     def __init__(self, in_features: int, scene_labels: SceneLabels, w_scene: float = 1.0, w_mask: float = 1.0,
-                 reversal: float = 1.0, hidden: int = 1) -> None:
+                 reversal: float = 1.0, hidden: int = 1, mask_union: bool = True) -> None:
         super().__init__()
         self.labels = scene_labels
         self.head = SceneHead(in_features, scene_labels.num_scenes, hidden, reversal)
-        self.w_scene, self.w_mask = w_scene, w_mask
+        self.w_scene, self.w_mask, self.mask_union = w_scene, w_mask, mask_union
 
     def forward(self, model: Callable[[Tensor], Tensor], clip: Tensor, target: Tensor, keys: Sequence[str],
                 actor_mask: Tensor | None = None, motion_loss: Callable[[Tensor], Tensor] | None = None,
-                weight_scale: float = 1.0, layer: nn.Module | None = None) -> SDNTerms:
-        """``keys``: the batch's item keys (their scene labels); ``weight_scale`` multiplies both weights."""
+                weight_scale: float = 1.0, layer: nn.Module | None = None, reversal_scale: float = 1.0) -> SDNTerms:
+        """``keys``: the batch's item keys (their scene labels); ``weight_scale`` multiplies both weights,
+        ``reversal_scale`` the gradient reversal (the head itself learns at full weight)."""
         scene = self.labels.targets(keys).to(clip.device) if self.w_scene else None
         return sdn_loss(model, clip, target, self.head, scene, actor_mask, weight_scale * self.w_scene,
-                        weight_scale * self.w_mask, layer, motion_loss)
+                        weight_scale * self.w_mask, layer, motion_loss, self.mask_union,
+                        reversal_scale * self.head.reversal)
 
     def extra_repr(self) -> str:
         return (f"w_scene={self.w_scene}, w_mask={self.w_mask}, reversal={self.head.reversal}, "
@@ -359,11 +370,17 @@ class SDNParams(BaseModel):
     w_scene: float = Field(default=1.0, ge=0)  # weight of the scene CE (head and, reversed, backbone)
     w_mask: float = Field(default=1.0, ge=0)  # weight of the human-mask confusion (negative entropy)
     reversal: float = Field(default=1.0, gt=0)  # gradient-reversal strength (SDN's alpha)
+    # the reversal ramps in linearly over these epochs while the head learns at full weight: SDN trains its new
+    # layers alone first (warm-up), which a backbone trained from scratch cannot afford; 0: full from the start
+    warmup_epochs: float = Field(default=2.0, ge=0)
     hidden: int = Field(default=1, ge=0)  # hidden layers of the scene MLP (SDN: 1)
     scene_labels: Path | None = None
     num_scenes: int | None = Field(default=None, ge=2)  # hard labels: number of scene classes (default max + 1)
     masks: Path | None = None
     first_index: int = Field(default=1, ge=0)  # number of a video's first frame in mask names / box rows
+    # the confusion term masks the actor's union over the clip (a still hole) rather than each frame's actor (a
+    # hole that moves with the actor and so still shows the action); see the module docstring
+    mask_union: bool = True
 
 
 def resolve_scene_labels(path: Path | None, cfg: Any) -> Path:
@@ -400,7 +417,7 @@ class SDN(Objective):
             labels = read_scene_labels(resolve_scene_labels(p.scene_labels, config), p.num_scenes)
             if train_items is not None:
                 check_scene_coverage(labels, [it.key for it in train_items])
-            self.loss = SDNLoss(feature_dim(model), labels, p.w_scene, p.w_mask, p.reversal, p.hidden)
+            self.loss = SDNLoss(feature_dim(model), labels, p.w_scene, p.w_mask, p.reversal, p.hidden, p.mask_union)
 
     @staticmethod
     def prepare_train_set(p: SDNParams, config: Any, dataset: Any) -> Any:
@@ -420,8 +437,15 @@ class SDN(Objective):
             mask = batch_masks(extras, batch.clip, "objective sdn")
         if self.loss is None:
             return sdn_loss(model, batch.clip, batch.labels, None, None, mask, 0.0, self.p.w_mask, self.layer[0],
-                            batch.motion_loss)
+                            batch.motion_loss, self.p.mask_union)
         keys = extras.get("key")
         if keys is None:
             raise ValueError("objective sdn needs the batch's item keys (batch['key']) to look up scene labels")
-        return self.loss(model, batch.clip, batch.labels, keys, mask, batch.motion_loss, layer=self.layer[0])
+        return self.loss(model, batch.clip, batch.labels, keys, mask, batch.motion_loss, layer=self.layer[0],
+                         reversal_scale=self.reversal_scale(batch.step, batch.steps_per_epoch))
+
+    def reversal_scale(self, step: int | None, steps_per_epoch: int | None) -> float:
+        """0 -> 1 over ``warmup_epochs`` of optimiser steps (1 with no schedule, ``step`` None)."""
+        if step is None or not steps_per_epoch or not self.p.warmup_epochs:
+            return 1.0
+        return min(1.0, step / (self.p.warmup_epochs * steps_per_epoch))

@@ -175,7 +175,7 @@ def require_finite(state: dict[str, Any], step: int, path: Path | None) -> None:
 
 def fresh_epoch_stats() -> dict[str, Any]:
     """Running sums of an epoch: loss terms, correct and seen clips, micro-batches."""
-    return {"sums": {}, "correct": 0, "seen": 0, "micro": 0}
+    return {"sums": {}, "counts": {}, "correct": 0, "seen": 0, "micro": 0}
 
 
 @dataclass
@@ -225,9 +225,23 @@ class RunCheckpoint:
         """Restore the run saved in ``path`` (validated) into the model, optimiser, schedule and ``state``."""
         saved = load_resume_state(path)
         acc = self.accelerator
-        acc.unwrap_model(self.model).load_state_dict(saved["model"])
-        self.optimizer.optimizer.load_state_dict(saved["optimizer"])
+        try:
+            acc.unwrap_model(self.model).load_state_dict(saved["model"])
+        except RuntimeError as err:  # another architecture or number of classes
+            detail = str(err).strip().splitlines()
+            raise ValueError(f"{path}: its weights do not fit this run's model ({'; '.join(detail[1:4]) or detail[0]})"
+                             "; resume a checkpoint of this run, or start a new out_dir") from None
+        optimizer = self.optimizer.optimizer
+        # The config decides the hyper-parameters: the same as the saved ones, unless `--force` changed them
+        # (then the change must take effect, not be overwritten by the saved optimiser state).
+        wanted = [{k: g[k] for k in ("weight_decay", "betas", "eps") if k in g} for g in optimizer.param_groups]
+        base_lrs = list(self.scheduler.base_lrs)
+        optimizer.load_state_dict(saved["optimizer"])
         self.scheduler.load_state_dict(saved["scheduler"])
+        self.scheduler.base_lrs = base_lrs
+        for group, hyper, base, fn in zip(optimizer.param_groups, wanted, base_lrs, self.scheduler.lr_lambdas):
+            group.update(hyper, initial_lr=base, lr=base * fn(self.scheduler.last_epoch))
+        self.scheduler._last_lr = [g["lr"] for g in optimizer.param_groups]
         if self.objective is not None and self.objective.state_dict():
             if not saved.get("objective"):
                 raise ValueError(f"{path}: holds no weights for the objective's own parameters; it was not "

@@ -403,8 +403,10 @@ def accumulate(run: Training, state: LoopState) -> dict[str, float]:
             check_finite_loss(terms, state)
             acc.backward(terms.total / accum)
         scalars = terms.scalars()
+        counts = stats.setdefault("counts", {})  # a term may be absent from some steps (ALBAR's at ramp weight 0)
         for name, v in scalars.items():
             sums[name] = sums.get(name, 0.0) + v
+            counts[name] = counts.get(name, 0) + 1
         stats["correct"] += int((terms.logits.argmax(1) == label).sum())
         stats["seen"] += len(label)
         stats["micro"] += 1
@@ -471,7 +473,8 @@ def epoch_record(run: Training, state: LoopState) -> dict[str, float]:
     stats = state.stats
     record: dict[str, float] = {"epoch": state.epoch + 1, "lr": state.last_lr,
                                 "train_top1": 100.0 * stats["correct"] / max(stats["seen"], 1)}
-    record.update({f"train_{k}": v / max(stats["micro"], 1) for k, v in stats["sums"].items()})
+    counts = stats.get("counts", {})  # mean over the steps that computed the term
+    record.update({f"train_{k}": v / max(counts.get(k, stats["micro"]), 1) for k, v in stats["sums"].items()})
     train_set = run.loader.dataset
     if isinstance(train_set, RobustClipDataset):
         record["failed_files"] = train_set.failure_count
