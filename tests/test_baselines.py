@@ -343,6 +343,41 @@ def test_mask_actor_fills_the_actor_with_its_frames_mean_colour():
     assert torch.equal(out[keep], clip[keep])
 
 
+def test_mask_actor_union_is_a_hole_that_does_not_move():
+    clip = torch.randn(1, 3, 3, 4, 4, generator=gen())
+    m = torch.zeros(1, 3, 4, 4)
+    for t in range(3):
+        m[0, t, 1, t] = 1  # the actor walks right
+    moving, still = mask_actor(clip, m), mask_actor(clip, m, union=True)
+    fill = clip.mean(dim=(-2, -1), keepdim=True)
+    for t in range(3):
+        assert torch.equal(moving[0, :, t, 1, t], fill[0, :, t, 0, 0])
+        assert torch.equal(still[0, :, t, 1, :3], fill[0, :, t, 0, 0][:, None].expand(3, 3))  # all 3 places
+        assert torch.equal(still[0, :, t, 1, 3], clip[0, :, t, 1, 3])
+
+
+def test_sdn_reversal_warms_up_while_the_head_learns_at_full_weight():
+    from albar.objectives.sdn import SDN, SDNParams
+
+    model = small_model()
+    clip = torch.randn(4, 3, 2, 8, 8, generator=gen())
+    labels, scenes = torch.tensor([0, 1, 2, 3]), torch.tensor([1, 0, 1, 0])
+    head = SceneHead(4, 2)
+    grads = {}
+    for reversal in (0.0, 1.0):
+        model.zero_grad()
+        head.zero_grad()
+        terms = sdn_loss(model, clip, labels, head, scenes, None, w_scene=1.0, w_mask=0.0, reversal=reversal)
+        (terms.total - terms.ce).backward()  # the scene term alone
+        grads[reversal] = (model.features[0].weight.grad.abs().sum().item(), head.mlp[-1].weight.grad.clone())
+    assert grads[0.0][0] == 0.0 and grads[1.0][0] > 0  # no reversed gradient reaches the backbone at 0
+    assert torch.allclose(grads[0.0][1], grads[1.0][1])  # the head's own gradient does not depend on it
+    sdn = SDN.__new__(SDN)
+    sdn.p = SDNParams(warmup_epochs=2, w_mask=0)
+    assert [sdn.reversal_scale(s, 10) for s in (0, 10, 20, 35)] == [0.0, 0.5, 1.0, 1.0]
+    assert sdn.reversal_scale(None, 10) == 1.0
+
+
 def small_model(num_classes: int = 4) -> torch.nn.Module:
     from albar.models import build_model
 
