@@ -313,6 +313,15 @@ def test_ucf101_crlf_bom_lists_and_the_handstandpushups_folder(tmp_path):
                              f"data.bias_root={bias}"])
     spec = resolve_data(cfg.data, num_classes=2)
     assert [it.label for it in spec.scuba["stripe"].items] == [0, 1, 1]
+    # check-data is one pass: an unknown class on one line does not hide the rest of that list
+    with (lists / "testlist01.txt").open("ab") as f:
+        f.write(b"Bogus/v_Bogus_g01_c01.avi\r\nApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi\r\n"
+                b"ApplyEyeMakeup/v_ApplyEyeMakeup_g02_c01.avi\r\n")
+    found = resolve_data(cfg.data, num_classes=2, strict=False, progress=False)
+    kinds = {(p.kind, Path(p.file).name) for p in found.problems}
+    assert ("label", "testlist01.txt:3") in kinds  # the unknown class, at its line
+    assert any(p.kind == "duplicate" and "v_ApplyEyeMakeup_g01_c01" in p.reason for p in found.problems)
+    assert "v_ApplyEyeMakeup_g02_c01" in found.test.missing  # the missing file of the same list, still checked
 
 
 # ------------------------------------------------------------------------------------------ Kinetics-400

@@ -110,7 +110,9 @@ class _Collect:
         except LabelError as err:
             if self.strict:
                 raise
-            found = [DataProblem(name, k, "label", v) for k, v in err.problems.items()]
+            self.problems += [p for p in (DataProblem(name, k, "label", v) for k, v in err.problems.items())
+                              if p not in self.problems]
+            return err.partial  # what could be labelled is still checked: the report is one pass
         except (FileNotFoundError, ValueError, KeyError) as err:
             if self.strict:
                 raise

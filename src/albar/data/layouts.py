@@ -108,11 +108,12 @@ def register_layout(name: str, replace: bool = False) -> Callable[[L], L]:
 class LabelError(ValueError):
     """Entries whose label cannot be resolved; ``problems`` maps each entry (file:line or key) to why."""
 
-    def __init__(self, what: str, problems: dict[str, str]) -> None:
+    def __init__(self, what: str, problems: dict[str, str], partial: DatasetSplit | None = None) -> None:
         shown = "; ".join(f"{k}: {v}" for k, v in list(problems.items())[:5])
         more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
         super().__init__(f"{what}: {len(problems)} label problem(s): {shown}{more}")
         self.problems = problems
+        self.partial = partial  # the entries that could be labelled: check-data still checks their files
 
 
 @dataclass
@@ -211,9 +212,10 @@ def hmdb51_split(
                 continue
             if int(parts[1]) in want:
                 items.append(ClipItem(video_root / cls / parts[0], label, Path(parts[0]).stem))
+    found = _with_missing(f"hmdb51_split{split}_{subset}", items, classes, split_dir)
     if problems:
-        raise LabelError(f"HMDB51 split {split} in {split_dir}", problems)
-    return _with_missing(f"hmdb51_split{split}_{subset}", items, classes, split_dir)
+        raise LabelError(f"HMDB51 split {split} in {split_dir}", problems, found)
+    return found
 
 
 def hmdb51_csv(
@@ -321,9 +323,10 @@ def ucf101_split(
         else:
             label = index[folder]
         items.append(ClipItem(video_root / rel, label, rel.stem))
+    found = _with_missing(f"ucf101_split{split}_{subset}", items, classes, path)
     if problems:
-        raise LabelError(str(path), problems)
-    return _with_missing(f"ucf101_split{split}_{subset}", items, classes, path)
+        raise LabelError(str(path), problems, found)
+    return found
 
 
 # ------------------------------------------------------------------------------------------ Kinetics-400
@@ -422,10 +425,10 @@ def kinetics400_csv(
             searched[key] = [str(c) for c in tried]
             source = tried[0] if tried else video_root / name
         items.append(ClipItem(source, index[label], key, {"youtube_id": r["youtube_id"].strip()}))
-    if problems:
-        raise LabelError(str(csv_path), problems)
     split = _with_missing(csv_path.stem, items, names, csv_path)
     split.searched = {k: v for k, v in searched.items() if k in split.missing}
+    if problems:
+        raise LabelError(str(csv_path), problems, split)
     return split
 
 
