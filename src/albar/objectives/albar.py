@@ -14,6 +14,7 @@ from typing import Literal, Union
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
@@ -118,6 +119,107 @@ class ALBARTerms:
         return {k: float(v.detach()) for k, v in out.items() if v is not None}
 
 
+GPMode = Literal["exact", "finite_difference"]
+FDScheme = Literal["forward", "central"]
+
+
+class _PrecomputedGrad(torch.autograd.Function):
+    """A scalar whose backward adds gradients computed earlier, times the incoming gradient.
+
+    Lets the objective backpropagate the motion loss early (freeing its activations) while the caller's
+    ``total.backward()`` (with its 1/grad_accum and any loss scale in the incoming gradient) still puts
+    exactly that scaled motion gradient into ``.grad``: the trainer's code stays as it is.
+    """
+
+    @staticmethod
+    def forward(ctx, value: Tensor, grads: list[Tensor | None], *params: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.grads = grads
+        return value.detach().clone()
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        grads, ctx.grads = ctx.grads, None
+        if grads is None:
+            raise RuntimeError("the motion loss's precomputed gradient was already used: backward the total once")
+        return (None, None, *[None if gr is None else gr * g.to(gr.dtype) for gr in grads])
+
+
+def _backward_motion_now(model: Callable[[Tensor], Tensor], ce: Tensor) -> Tensor:
+    """``ce``'s parameter gradients now (its graph freed); returns a stand-in scalar that adds them on backward."""
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"objective.motion_first needs an nn.Module model (to find its parameters), got "
+                        f"{type(model).__name__}")
+    for dev in ("cuda", "xpu"):
+        if torch.is_autocast_enabled(dev) and torch.get_autocast_dtype(dev) == torch.float16:
+            raise ValueError("objective.motion_first does not work with fp16 mixed precision: the early backward "
+                             "would run without the GradScaler's loss scale (underflow). Use bf16 or turn it off")
+    params = [p for p in model.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(ce, params, allow_unused=True)
+    return _PrecomputedGrad.apply(ce.detach(), list(grads), *params)
+
+
+def _rng_states(device: torch.device) -> tuple[Tensor, Tensor | None]:
+    return torch.get_rng_state(), (torch.cuda.get_rng_state(device) if device.type == "cuda" else None)
+
+
+def _replay(states: tuple[Tensor, Tensor | None], device: torch.device, fn: Callable[[], Tensor]) -> Tensor:
+    """``fn()`` with the random state ``states`` (the same drop-path/dropout draws as the pass that began
+    there); the global random state afterwards is as before the call."""
+    cpu, dev = states
+    with torch.random.fork_rng(devices=[device] if dev is not None else []):
+        torch.set_rng_state(cpu)
+        if dev is not None:
+            torch.cuda.set_rng_state(dev, device)
+        return fn()
+
+
+def finite_difference_penalty(
+    forward: Callable[[Tensor], Tensor],
+    static_logits: Tensor,
+    static_input: Tensor,
+    norm: GPNorm = "official",
+    step: float = 1e-2,
+    scheme: FDScheme = "central",
+    rng: tuple[Tensor, Tensor | None] | None = None,
+) -> Tensor:
+    """The gradient penalty of :func:`gradient_penalty` by a finite difference (Finlay & Oberman, 1905.11468).
+
+    With g = d(sum_c F(s)_c)/ds and d its direction (per sample, or per width column for ``norm="official"``;
+    detached), g . d is the penalty's norm, and g . d ~ (sum_c F(s + h d) - sum_c F(s)) / h (``forward``) or
+    (sum_c F(s + h d) - sum_c F(s - h d)) / 2h (``central``). Its parameter gradient then needs first-order
+    backward only. ``h`` makes the step ``||h d|| = step * ||s||`` per sample. ``rng``: the random state the
+    pass that made ``static_logits`` began with; the shifted passes replay it (same stochastic-depth draws).
+    ``static_input`` must require grad and have produced ``static_logits``.
+    """
+    if norm not in GP_NORMS:
+        raise ValueError(f"gradient-penalty norm must be one of {GP_NORMS}, got {norm!r}")
+    if scheme not in ("forward", "central"):
+        raise ValueError(f"finite-difference scheme must be 'forward' or 'central', got {scheme!r}")
+    (g,) = torch.autograd.grad(static_logits.sum(), static_input, retain_graph=True)
+    g = g.detach().float()
+    b = g.shape[0]
+    if norm == "official":
+        if g.dim() < 3:
+            raise ValueError(f"the official norm needs (B, ..., W) inputs of >= 3 dims, got {tuple(g.shape)}")
+        cols = (g.pow(2).sum(dim=tuple(range(1, g.dim() - 1)), keepdim=True) + 1e-12).sqrt()
+        direction, ncols = g / cols, g.shape[-1]
+    else:
+        direction, ncols = g / g.flatten(1).norm(dim=1).clamp_min(1e-12).view(b, *[1] * (g.dim() - 1)), 1
+    x = static_input.detach()
+    h = step * x.float().flatten(1).norm(dim=1).clamp_min(1e-6) / direction.flatten(1).norm(dim=1).clamp_min(1e-12)
+    shift = (h.view(b, *[1] * (g.dim() - 1)) * direction).to(x.dtype)
+    states = rng if rng is not None else _rng_states(x.device)
+
+    def f(z: Tensor) -> Tensor:
+        return _replay(states, x.device, lambda: forward(z)).float().sum(dim=1)
+
+    if scheme == "forward":
+        diff = (f(x + shift) - static_logits.float().sum(dim=1)) / h
+    else:
+        diff = (f(x + shift) - f(x - shift)) / (2 * h)
+    return diff.mean() / ncols
+
+
 def albar_loss(
     model: Callable[[Tensor], Tensor],
     clip: Tensor,
@@ -131,6 +233,12 @@ def albar_loss(
     static_from: Tensor | None = None,
     motion_loss: Callable[[Tensor], Tensor] | None = None,
     gp_norm: GPNorm = "official",
+    motion_first: bool = False,
+    checkpoint_static: bool = False,
+    gp_batch: int | None = None,
+    gp_mode: GPMode = "exact",
+    fd_step: float = 1e-2,
+    fd_scheme: FDScheme = "central",
 ) -> ALBARTerms:
     """ALBAR loss for one batch; call ``.total.backward()`` on the result.
 
@@ -143,24 +251,69 @@ def albar_loss(
     when a mixing augmentation changed ``clip``). ``motion_loss``: replaces CE(F(x), target) for the
     motion clip (e.g. a Mixup loss over soft labels); receives the motion logits. ``gp_norm``: see
     :func:`gradient_penalty`; the default, "official", is the norm the paper's weights were tuned with.
+
+    Cost options (defaults: today's computation, same numbers):
+    ``motion_first``: backpropagate the motion loss before the static forward (its activations are freed
+    before the static pass; ``model`` must be an nn.Module; not with fp16 autocast). The returned ``total``
+    still backpropagates the motion gradient, scaled by whatever scales the total: same gradients.
+    ``checkpoint_static``: the static forward under non-reentrant checkpointing (recomputed in backward, same
+    random draws): same gradients, less memory, one more static forward.
+    ``gp_batch``: the penalty on ``gp_batch`` of the B static clips, drawn from ``generator`` (their own forward
+    with input gradient; the others through a plain forward): an unbiased estimate of the batch-mean penalty.
+    ``gp_mode="finite_difference"``: :func:`finite_difference_penalty` (first-order only; ``fd_step``,
+    ``fd_scheme``) instead of the double backward.
     """
     use_static = any(w != 0 for w in (w_adv, w_ent, w_gp))
     if not use_static:
         logits = model(clip)
         ce = motion_loss(logits) if motion_loss is not None else F.cross_entropy(logits, target)
         return ALBARTerms(total=ce, ce=ce, logits=logits)
+    if gp_mode not in ("exact", "finite_difference"):
+        raise ValueError(f"gp_mode must be 'exact' or 'finite_difference', got {gp_mode!r}")
+    if gp_batch is not None and gp_batch < 1:
+        raise ValueError(f"gp_batch must be >= 1 (or None for the whole batch), got {gp_batch}")
 
     static = static_clip(static_from if static_from is not None else clip, frame, time_dim, generator)
-    static = static.detach().requires_grad_(w_gp != 0)
     logits = model(clip)
-    static_logits = model(static)
     ce = motion_loss(logits) if motion_loss is not None else F.cross_entropy(logits, target)
+    ce_term = ce
+    if motion_first and ce.requires_grad and torch.is_grad_enabled():
+        ce_term = _backward_motion_now(model, ce)
+        logits = logits.detach()
+
+    def static_forward(x: Tensor) -> Tensor:
+        if checkpoint_static and torch.is_grad_enabled():
+            return torch.utils.checkpoint.checkpoint(model, x, use_reentrant=False)
+        return model(x)
+
+    def penalty(inp: Tensor) -> tuple[Tensor, Tensor]:
+        """Logits of ``inp`` (requiring grad) and their penalty."""
+        if gp_mode == "exact":
+            out = static_forward(inp)
+            return out, gradient_penalty(out, inp, gp_norm)
+        rng = _rng_states(inp.device)
+        out = static_forward(inp)
+        return out, finite_difference_penalty(static_forward, out, inp, gp_norm, fd_step, fd_scheme, rng)
+
+    b_all = static.shape[0]
+    gp = None
+    if w_gp != 0 and gp_batch is not None and gp_batch < b_all:
+        pick = torch.randperm(b_all, generator=generator)
+        chosen, rest = pick[:gp_batch].to(static.device), pick[gp_batch:].to(static.device)
+        sub = static[chosen].detach().requires_grad_(True)
+        sub_logits, gp = penalty(sub)
+        rest_logits = static_forward(static[rest].detach())
+        inverse = torch.argsort(torch.cat([chosen, rest]))
+        static_logits = torch.cat([sub_logits, rest_logits])[inverse]
+    elif w_gp != 0:
+        static = static.detach().requires_grad_(True)
+        static_logits, gp = penalty(static)
+    else:
+        static_logits = static_forward(static.detach())
     static_ce = adversarial_ce(static_logits, target)
     neg_ent = negative_entropy(static_logits)
-    total = ce - w_adv * static_ce + w_ent * neg_ent
-    gp = None
-    if w_gp != 0:
-        gp = gradient_penalty(static_logits, static, gp_norm)
+    total = ce_term - w_adv * static_ce + w_ent * neg_ent
+    if gp is not None:
         total = total + w_gp * gp
     return ALBARTerms(total=total, ce=ce, logits=logits, static_ce=static_ce, neg_entropy=neg_ent, gp=gp)
 
@@ -183,6 +336,20 @@ class ALBARParams(BaseModel):
     # otherwise collapses to a constant output (CE(x) - CE(s) = 0 when F ignores its input); the paper
     # fine-tunes a Kinetics-pretrained model and needs no ramp (0).
     ramp_epochs: float = Field(ge=0, default=0)
+    # Cost options (issue 13); the defaults compute what ALBAR always computed, with the same numbers.
+    # motion_first: backpropagate the motion loss before the static forward (frees its activations; same
+    # gradients; not with fp16 mixed precision). checkpoint_static: non-reentrant checkpointing of the static
+    # pass (same gradients, less memory, one more static forward).
+    motion_first: bool = False
+    checkpoint_static: bool = False
+    # gp_batch: the penalty on this many of the batch's static clips (drawn from the step's generator), an
+    # unbiased estimate of the batch-mean penalty; None: every clip. gp_mode finite_difference: the penalty by a
+    # finite difference along the input gradient's direction (first-order passes only; fd_step relative to the
+    # clip's norm; fd_scheme forward or central).
+    gp_batch: int | None = Field(default=None, ge=1)
+    gp_mode: GPMode = "exact"
+    fd_step: float = Field(gt=0, lt=1, allow_inf_nan=False, default=1e-2)
+    fd_scheme: FDScheme = "central"
 
 
 class ALBARLoss(Objective):
@@ -198,7 +365,9 @@ class ALBARLoss(Objective):
 
     def __init__(
         self, w_adv: float = 1.0, w_ent: float = 4.0, w_gp: float = 10.0, frame: FrameChoice = "middle",
-        time_dim: int = 2, gp_norm: GPNorm = "official", ramp_epochs: float = 0.0,
+        time_dim: int = 2, gp_norm: GPNorm = "official", ramp_epochs: float = 0.0, motion_first: bool = False,
+        checkpoint_static: bool = False, gp_batch: int | None = None, gp_mode: GPMode = "exact",
+        fd_step: float = 1e-2, fd_scheme: FDScheme = "central",
     ) -> None:
         super().__init__()
         named = frame in ("middle", "random", "first", "last")
@@ -208,13 +377,25 @@ class ALBARLoss(Objective):
             raise ValueError(f"gp_norm must be one of {GP_NORMS}, got {gp_norm!r}")
         if ramp_epochs < 0:
             raise ValueError(f"ramp_epochs must be >= 0, got {ramp_epochs}")
+        if gp_batch is not None and gp_batch < 1:
+            raise ValueError(f"gp_batch must be >= 1 (or None for the whole batch), got {gp_batch}")
+        if gp_mode not in ("exact", "finite_difference"):
+            raise ValueError(f"gp_mode must be 'exact' or 'finite_difference', got {gp_mode!r}")
+        if fd_scheme not in ("forward", "central"):
+            raise ValueError(f"fd_scheme must be 'forward' or 'central', got {fd_scheme!r}")
+        if not 0 < fd_step < 1:
+            raise ValueError(f"fd_step must be in (0, 1) (relative to the clip's norm), got {fd_step}")
         self.gp_norm, self.ramp_epochs = gp_norm, ramp_epochs
+        self.motion_first, self.checkpoint_static = motion_first, checkpoint_static
+        self.gp_batch, self.gp_mode, self.fd_step, self.fd_scheme = gp_batch, gp_mode, fd_step, fd_scheme
         self.w_adv, self.w_ent, self.w_gp, self.frame, self.time_dim = w_adv, w_ent, w_gp, frame, time_dim
 
     @classmethod
     def from_params(cls, params: ALBARParams) -> ALBARLoss:
         return cls(params.w_adv, params.w_ent, params.w_gp, params.frame, gp_norm=params.gp_norm,
-                   ramp_epochs=params.ramp_epochs)
+                   ramp_epochs=params.ramp_epochs, motion_first=params.motion_first,
+                   checkpoint_static=params.checkpoint_static, gp_batch=params.gp_batch, gp_mode=params.gp_mode,
+                   fd_step=params.fd_step, fd_scheme=params.fd_scheme)
 
     @property
     def per_sample_inputs(self) -> bool:  # type: ignore[override]
@@ -244,11 +425,14 @@ class ALBARLoss(Objective):
         """``weight_scale`` multiplies the three static-clip weights (a ramp from 0 during warm-up)."""
         w = weight_scale
         return albar_loss(model, clip, target, w * self.w_adv, w * self.w_ent, w * self.w_gp, self.frame,
-                          self.time_dim, generator, static_from, motion_loss, self.gp_norm)
+                          self.time_dim, generator, static_from, motion_loss, self.gp_norm, self.motion_first,
+                          self.checkpoint_static, self.gp_batch, self.gp_mode, self.fd_step, self.fd_scheme)
 
     def extra_repr(self) -> str:
         return (f"w_adv={self.w_adv}, w_ent={self.w_ent}, w_gp={self.w_gp}, frame={self.frame!r}, "
-                f"gp_norm={self.gp_norm!r}, ramp_epochs={self.ramp_epochs}")
+                f"gp_norm={self.gp_norm!r}, ramp_epochs={self.ramp_epochs}, motion_first={self.motion_first}, "
+                f"checkpoint_static={self.checkpoint_static}, gp_batch={self.gp_batch}, gp_mode={self.gp_mode!r}, "
+                f"fd_step={self.fd_step}, fd_scheme={self.fd_scheme!r}")
 
 
 register_objective("albar", params=ALBARParams)(ALBARLoss.from_params)
