@@ -220,6 +220,41 @@ def finite_difference_penalty(
     return diff.mean() / ncols
 
 
+def _static_pass(
+    model: Callable[[Tensor], Tensor], static: Tensor, generator: torch.Generator | None, with_gp: bool,
+    gp_norm: GPNorm, checkpoint_static: bool, gp_batch: int | None, gp_mode: GPMode, fd_step: float,
+    fd_scheme: FDScheme,
+) -> tuple[Tensor, Tensor | None]:
+    """The static clips' logits (batch order) and, ``with_gp``, their penalty: on all of them, or on
+    ``gp_batch`` drawn from ``generator`` (the others through a plain forward)."""
+
+    def static_forward(x: Tensor) -> Tensor:
+        if checkpoint_static and torch.is_grad_enabled():
+            return torch.utils.checkpoint.checkpoint(model, x, use_reentrant=False)
+        return model(x)
+
+    def penalty(inp: Tensor) -> tuple[Tensor, Tensor]:
+        """Logits of ``inp`` (requiring grad) and their penalty."""
+        if gp_mode == "exact":
+            out = static_forward(inp)
+            return out, gradient_penalty(out, inp, gp_norm)
+        rng = _rng_states(inp.device)
+        out = static_forward(inp)
+        return out, finite_difference_penalty(static_forward, out, inp, gp_norm, fd_step, fd_scheme, rng)
+
+    if not with_gp:
+        return static_forward(static.detach()), None
+    b_all = static.shape[0]
+    if gp_batch is None or gp_batch >= b_all:
+        return penalty(static.detach().requires_grad_(True))
+    pick = torch.randperm(b_all, generator=generator)
+    chosen, rest = pick[:gp_batch].to(static.device), pick[gp_batch:].to(static.device)
+    sub_logits, gp = penalty(static[chosen].detach().requires_grad_(True))
+    rest_logits = static_forward(static[rest].detach())
+    inverse = torch.argsort(torch.cat([chosen, rest]))
+    return torch.cat([sub_logits, rest_logits])[inverse], gp
+
+
 def albar_loss(
     model: Callable[[Tensor], Tensor],
     clip: Tensor,
@@ -281,35 +316,8 @@ def albar_loss(
         ce_term = _backward_motion_now(model, ce)
         logits = logits.detach()
 
-    def static_forward(x: Tensor) -> Tensor:
-        if checkpoint_static and torch.is_grad_enabled():
-            return torch.utils.checkpoint.checkpoint(model, x, use_reentrant=False)
-        return model(x)
-
-    def penalty(inp: Tensor) -> tuple[Tensor, Tensor]:
-        """Logits of ``inp`` (requiring grad) and their penalty."""
-        if gp_mode == "exact":
-            out = static_forward(inp)
-            return out, gradient_penalty(out, inp, gp_norm)
-        rng = _rng_states(inp.device)
-        out = static_forward(inp)
-        return out, finite_difference_penalty(static_forward, out, inp, gp_norm, fd_step, fd_scheme, rng)
-
-    b_all = static.shape[0]
-    gp = None
-    if w_gp != 0 and gp_batch is not None and gp_batch < b_all:
-        pick = torch.randperm(b_all, generator=generator)
-        chosen, rest = pick[:gp_batch].to(static.device), pick[gp_batch:].to(static.device)
-        sub = static[chosen].detach().requires_grad_(True)
-        sub_logits, gp = penalty(sub)
-        rest_logits = static_forward(static[rest].detach())
-        inverse = torch.argsort(torch.cat([chosen, rest]))
-        static_logits = torch.cat([sub_logits, rest_logits])[inverse]
-    elif w_gp != 0:
-        static = static.detach().requires_grad_(True)
-        static_logits, gp = penalty(static)
-    else:
-        static_logits = static_forward(static.detach())
+    static_logits, gp = _static_pass(model, static, generator, w_gp != 0, gp_norm, checkpoint_static, gp_batch,
+                                     gp_mode, fd_step, fd_scheme)
     static_ce = adversarial_ce(static_logits, target)
     neg_ent = negative_entropy(static_logits)
     total = ce_term - w_adv * static_ce + w_ent * neg_ent
