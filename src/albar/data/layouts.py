@@ -55,10 +55,10 @@ class DatasetLayout:
     files: ClassVar[str] = "split files"  # what data.splits holds, for messages
 
     def classes(self, cfg: DataConfig) -> list[str]:
-        raise NotImplementedError
+        raise NotImplementedError(f"layout {type(self).__name__} must implement classes(cfg)")
 
     def split(self, cfg: DataConfig, subset: Subset, classes: Sequence[str]) -> DatasetSplit:
-        raise NotImplementedError
+        raise NotImplementedError(f"layout {type(self).__name__} must implement split(cfg, subset, classes)")
 
     def labelled(self, cfg: DataConfig, classes: Sequence[str]) -> DatasetSplit | None:
         """Every video the split files label, beyond the chosen split's train and test (default: none). Bias
