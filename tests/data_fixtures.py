@@ -36,3 +36,27 @@ def corrupt(out: Path, size: int = 4000, seed: int = 0) -> Path:
 def empty(out: Path) -> Path:
     out.write_bytes(b"")
     return out
+
+
+HMDB_CLASSES = ["brush_hair", "cartwheel"]
+
+
+def small_hmdb51(root: Path) -> Path:
+    """HMDB51 as distributed (FORMATS.md), in miniature: ``videos/<class>/<video>.avi`` (MPEG-4 Part 2) and
+    ``splits/<class>_test_split1.txt`` lines ``<video>.avi <1|2>`` with the release's trailing space; 2 classes x 5
+    videos (4 train, 1 test), each class its own colour so that one epoch learns it."""
+    from helpers import numbered_frames, write_video
+
+    (root / "splits").mkdir(parents=True)
+    for c, cls in enumerate(HMDB_CLASSES):
+        (root / "videos" / cls).mkdir(parents=True)
+        lines = []
+        for i in range(5):
+            name = f"{cls}_v{i}_f_nm_np1_fr_med_{i}.avi"
+            frames = numbered_frames(8, 16, 16)
+            frames[..., c] = 250
+            write_video(root / "videos" / cls / name, frames, "mpeg4")
+            lines.append(f"{name} {1 if i < 4 else 2} ")
+        (root / "splits" / f"{cls}_test_split1.txt").write_text("\n".join(lines) + "\n")
+    return root
+

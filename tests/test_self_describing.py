@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from data_fixtures import HMDB_CLASSES, small_hmdb51
 from helpers import numbered_frames, write_video
 
 from albar.cli import main
@@ -17,23 +18,7 @@ from albar.config import load_config
 from albar.models import build_model
 from albar.training.checkpoint import checkpoint_meta
 
-CLASSES = ["brush_hair", "cartwheel"]
-
-
-def hmdb_layout(root):
-    """2 classes x 5 tiny videos (4 train, 1 test); each class has its own colour."""
-    (root / "splits").mkdir(parents=True)
-    for c, cls in enumerate(CLASSES):
-        (root / "videos" / cls).mkdir(parents=True)
-        lines = []
-        for i in range(5):
-            name = f"{cls}_v{i}_f_nm_np1_fr_med_{i}.avi"
-            frames = numbered_frames(8, 16, 16)
-            frames[..., c] = 250
-            write_video(root / "videos" / cls / name, frames, "mpeg4")
-            lines.append(f"{name} {1 if i < 4 else 2}")
-        (root / "splits" / f"{cls}_test_split1.txt").write_text("\n".join(lines) + "\n")
-    return root
+CLASSES = HMDB_CLASSES
 
 
 def run_config(root, out):
@@ -49,7 +34,7 @@ def run_config(root, out):
 
 @pytest.fixture(scope="module")
 def layout(tmp_path_factory):
-    return hmdb_layout(tmp_path_factory.mktemp("hmdb"))
+    return small_hmdb51(tmp_path_factory.mktemp("hmdb"))
 
 
 @pytest.fixture(scope="module")

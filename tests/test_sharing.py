@@ -22,14 +22,14 @@ import numpy as np
 import pytest  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
-from helpers import numbered_frames, write_video  # noqa: E402
+from data_fixtures import HMDB_CLASSES, small_hmdb51  # noqa: E402
 from safetensors import safe_open  # noqa: E402
 
 from albar.cli import main  # noqa: E402
 from albar.models import build_model  # noqa: E402
 from albar.sharing import load_model  # noqa: E402
 
-CLASSES = ["brush_hair", "cartwheel"]
+CLASSES = HMDB_CLASSES
 REPO = "someone/albar-hmdb-small3d"
 
 
@@ -41,24 +41,9 @@ def offline(monkeypatch, tmp_path):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
 
 
-def hmdb_layout(root):
-    (root / "splits").mkdir(parents=True)
-    for c, cls in enumerate(CLASSES):
-        (root / "videos" / cls).mkdir(parents=True)
-        lines = []
-        for i in range(5):
-            name = f"{cls}_v{i}_f_nm_np1_fr_med_{i}.avi"
-            frames = numbered_frames(8, 16, 16)
-            frames[..., c] = 250  # each class its own colour: learnable in one epoch
-            write_video(root / "videos" / cls / name, frames, "mpeg4")
-            lines.append(f"{name} {1 if i < 4 else 2} ")
-        (root / "splits" / f"{cls}_test_split1.txt").write_text("\n".join(lines) + "\n")
-    return root
-
-
 @pytest.fixture(scope="module")
 def layout(tmp_path_factory):
-    return hmdb_layout(tmp_path_factory.mktemp("hmdb"))
+    return small_hmdb51(tmp_path_factory.mktemp("hmdb"))
 
 
 @pytest.fixture(scope="module")
