@@ -86,3 +86,28 @@ def relative_weight_gap(a: dict, b: dict, init: dict) -> float:
     gap = torch.cat([(a[k] - b[k]).flatten() for k in keys]).norm()
     moved = torch.cat([(a[k] - init[k]).flatten() for k in keys]).norm()
     return float(gap / moved)
+
+
+def assert_same_training(one: Path, other: Path, bench) -> None:
+    """Two runs of the same global batch (one process vs several ranks or nodes) trained alike: the same optimiser
+    steps, every rank's RNG saved, weights less than 2% of the distance travelled apart (the same sums in another
+    order), and every metric within one item of its set."""
+    import json
+
+    import torch
+    from accelerate.utils import set_seed
+
+    from albar.models import build_model
+
+    a = torch.load(one / "last.pt", weights_only=True)
+    b = torch.load(other / "last.pt", weights_only=True)
+    assert a["step"] == b["step"] == 8 and len(b["rng"]) == 2
+    set_seed(0)
+    init = build_model("small3d", bench.spec.num_classes).state_dict()
+    assert relative_weight_gap(a["model"], b["model"], init) < 0.02
+    ra = json.loads((one / "results.json").read_text())["methods"]["run"]
+    rb = json.loads((other / "results.json").read_text())["methods"]["run"]
+    one_item = 100.0 / bench.spec.bias_set
+    for key in ("iid_top1", "scuba_top1", "scufo_top1", "contrasted", "conflfg_top1"):
+        assert abs(ra[key] - rb[key]) <= one_item + 1e-6, key
+

@@ -5,17 +5,12 @@ node's address. The run must equal one process with the same global batch (the t
 test in test_engine.py: the same sums in another order).
 """
 
-import json
 import os
 import socket
 import subprocess
 import sys
 
-import torch
-from accelerate.utils import set_seed
-from helpers import relative_weight_gap, write_config
-
-from albar.models import build_model
+from helpers import assert_same_training, write_config
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
@@ -47,14 +42,4 @@ def test_two_nodes_on_localhost_train_like_one_process(tiny_benchmark, tmp_path)
     outputs = [node.communicate(timeout=300) for node in nodes]
     for rank, (node, (_, err)) in enumerate(zip(nodes, outputs)):
         assert node.returncode == 0, f"machine rank {rank}: {err[-3000:]}"
-    a = torch.load(tmp_path / "one" / "last.pt", weights_only=True)
-    b = torch.load(tmp_path / "nodes" / "last.pt", weights_only=True)
-    assert a["step"] == b["step"] == 8 and len(b["rng"]) == 2  # both nodes' random states are in the checkpoint
-    set_seed(0)
-    init = build_model("small3d", tiny_benchmark.spec.num_classes).state_dict()
-    assert relative_weight_gap(a["model"], b["model"], init) < 0.02
-    ra = json.loads((tmp_path / "one" / "results.json").read_text())["methods"]["run"]
-    rb = json.loads((tmp_path / "nodes" / "results.json").read_text())["methods"]["run"]
-    one_item = 100.0 / tiny_benchmark.spec.bias_set
-    for key in ("iid_top1", "scuba_top1", "scufo_top1", "contrasted", "conflfg_top1"):
-        assert abs(ra[key] - rb[key]) <= one_item + 1e-6, key
+    assert_same_training(tmp_path / "one", tmp_path / "nodes", tiny_benchmark)
