@@ -39,8 +39,6 @@ import os
 import re
 import sys
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 MAX_MESSAGE = 4000
@@ -428,28 +426,6 @@ def _frame_bank(args: argparse.Namespace, cfg) -> int:
     return 0
 
 
-@contextmanager
-def _accelerate_device(device: str) -> Iterator[None]:
-    """Make ``accelerate`` (which ``evaluate_checkpoint`` uses) run on ``device``: auto, cpu or cuda."""
-    from albar.evaluation.inference import resolve_device
-
-    if device.startswith("cuda:"):
-        raise ValueError(f"--device {device}: eval takes auto, cpu or cuda (pick the GPU with CUDA_VISIBLE_DEVICES)")
-    resolve_device(device)  # cuda without a GPU: a clear error
-    if device != "cpu":
-        yield
-        return
-    before = os.environ.get("ACCELERATE_USE_CPU")
-    os.environ["ACCELERATE_USE_CPU"] = "true"
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop("ACCELERATE_USE_CPU", None)
-        else:
-            os.environ["ACCELERATE_USE_CPU"] = before
-
-
 def _from_checkpoint(args: argparse.Namespace) -> int:
     """eval, predict and extract-features: config, class names and preprocessing from the checkpoint (an albar
     checkpoint, an exported folder or hf://user/repo)."""
@@ -465,20 +441,24 @@ def _from_checkpoint(args: argparse.Namespace) -> int:
     for warning in warnings:
         _warn(warning)
     if args.command == "eval":
+        from albar.evaluation.inference import resolve_device
         from albar.evaluation.report import format_table
         from albar.training.run import evaluate_checkpoint
 
         if sharing.is_hub(args.checkpoint):  # the snapshot sits in HF's cache: name it, and write elsewhere
             repo, _ = sharing.parse_hub(args.checkpoint)
-            checkpoint = Path(args.checkpoint)  # hf:/user/repo[@rev]: its weights load again from HF's cache
+            checkpoint = Path(args.checkpoint)  # hf:/user/repo[@rev]: named in results.json
             default_out = Path(f"eval-{repo.replace('/', '--')}")
         else:
             checkpoint = info.path
             default_out = checkpoint.parent / f"eval-{checkpoint.stem}"
         out = args.out or default_out
-        with _accelerate_device(args.device):
-            summary = evaluate_checkpoint(cfg, checkpoint, out, progress=not args.no_progress,
-                                          classes=info.classes)
+        if args.device.startswith("cuda:"):
+            raise ValueError(f"--device {args.device}: eval takes auto, cpu or cuda (pick the GPU with "
+                             "CUDA_VISIBLE_DEVICES)")
+        resolve_device(args.device)  # cuda without a GPU: a clear error
+        summary = evaluate_checkpoint(cfg, checkpoint, out, progress=not args.no_progress, classes=info.classes,
+                                      state=info.state, cpu={"cpu": True, "cuda": False}.get(args.device))
         print(format_table({checkpoint.stem: summary}))
         print(f"results: {out / 'results.json'}")
         return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from albar.data.bundle import build_data, preload
 from albar.data.robust import FailureLog, RobustClipDataset
 from albar.evaluation.report import format_table
 from albar.evaluation.suite import evaluate_suite
-from albar.models import build_model, load_checkpoint_weights
+from albar.models import load_checkpoint_weights, model_from_state
 from albar.models.registry import check_weights_source
 from albar.training.checkpoint import checkpoint_meta, require_finite, save_checkpoint
 from albar.training.run_folder import RunLock, clean_stale, prepare_run_config
@@ -135,9 +136,12 @@ def _percent(value: float | None) -> str:
 
 
 def evaluate_checkpoint(cfg: TrainConfig, checkpoint: Path, out: Path, progress: bool = True,
-                        classes: list[str] | None = None) -> dict:
+                        classes: list[str] | None = None, state: Mapping[str, Any] | None = None,
+                        cpu: bool | None = None) -> dict:
     """``albar eval``: the bias suite on a saved checkpoint, results written to ``out``. ``classes``: the
-    checkpoint's class names; data whose classes differ (other names, or another order) are refused."""
+    checkpoint's class names; data whose classes differ (other names, or another order) are refused. ``state``:
+    the checkpoint already loaded (else read from ``checkpoint``); the architecture is built without its
+    pretrained weights. ``cpu``: force the CPU (default: a GPU when there is one)."""
     data = build_data(cfg.data, cfg.seed, cfg.model.num_classes, train=False)
     if classes is not None and data.classes is not None and list(data.classes) != list(classes):
         i = next((i for i, (a, b) in enumerate(zip(classes, data.classes)) if a != b), None)
@@ -147,9 +151,10 @@ def evaluate_checkpoint(cfg: TrainConfig, checkpoint: Path, out: Path, progress:
                          "predictions would be scored against the wrong labels")
     if not data.eval_sets():
         raise ValueError("data: nothing to evaluate; configure data.test and/or data.bias sets")
-    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=cfg.mixed_precision)
-    model = build_model(cfg.model.name, cfg.model.num_classes, None, **cfg.model.kwargs)
-    load_checkpoint_weights(model, checkpoint)
+    use_cpu = not torch.cuda.is_available() if cpu is None else cpu
+    accelerator = Accelerator(cpu=use_cpu, mixed_precision=cfg.mixed_precision)
+    model = model_from_state(cfg.model.name, cfg.model.num_classes, checkpoint if state is None else state,
+                             str(checkpoint), **cfg.model.kwargs)
     model = accelerator.prepare(model)
     preload(data, cfg.data.num_workers)
     summary = evaluate_suite(model, data, accelerator, cfg.eval.batch_size or 2 * cfg.optim.batch_size,
