@@ -297,6 +297,16 @@ def test_a_large_still_is_not_copied_once_per_frame(tmp_path):
         finally:
             tracemalloc.stop()
         assert peak < 4 * frame_bytes, f"peak {peak / 1e6:.0f} MB for a {frame_bytes / 1e6:.0f} MB frame"
+    # tracemalloc does not see torch's allocations: check that the transform is handed one frame, not 32
+    seen: list[int] = []
+    inner = train.transform
+
+    def spy(video):
+        seen.append(video.shape[0])
+        return inner(video)
+
+    train.transform = spy
+    assert train[0]["clip"].shape[1] == 32 and seen == [1]
 
 
 # --- clip lists as users save them --------------------------------------------------------------------------------

@@ -150,7 +150,8 @@ def plan_from_args(args: argparse.Namespace) -> _Plan:
     if set_by_flags.get("source") and set_by_flags["source"] != cfg.data.source:
         # another dataset than the config's: its split settings do not carry over
         base = {k: v for k, v in cfg.data.model_dump().items()
-                if k not in ("root", "splits", "train", "val", "test", "bias", "bias_root", "classes")}
+                if k not in ("root", "splits", "train", "val", "test", "bias", "bias_root", "bias_dataset",
+                             "bias_labels", "classes")}
     else:
         base = cfg.data.model_dump()
     try:
@@ -182,9 +183,11 @@ def collect_sets(args: argparse.Namespace) -> tuple[dict[str, Any], list[dict[st
     def add(name: str, build) -> Any:
         try:
             split = build()
-        except LabelError as err:
+        except LabelError as err:  # what could be labelled is still checked (one pass)
             problems.extend(_problem(name, k, "label", v) for k, v in err.problems.items())
-            return None
+            split = err.partial
+            if split is None:
+                return None
         except (FileNotFoundError, ValueError, KeyError) as err:
             problems.append(_problem(name, "", "layout", str(err).strip("'\"")))
             return None
@@ -259,8 +262,8 @@ def check_sets(
             if c is not None and not 0 <= c < k:
                 problems.append(_problem(name, str(it.source), "label",
                                          f"conflict_label {c} out of range for {k} classes"))
-            if not it.source.exists():
-                searched = split.searched.get(it.key) if hasattr(split, "searched") else None
+            if it.key in split.missing:  # the layout looked for it already
+                searched = split.searched.get(it.key)
                 reason = "no such file" + (f" (searched: {', '.join(searched)})" if searched else "")
                 problems.append(_problem(name, str(it.source), "missing", reason))
             else:

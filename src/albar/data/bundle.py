@@ -339,7 +339,8 @@ def _layout_splits(cfg: DataConfig, spec: ResolvedData, run: _Collect, num_class
           if train or cfg.source != "kinetics400" else None)
     spec.test = run.attempt(name, lambda: official_split(cfg, "test", classes))
     spec.train = tr if train else None
-    every = run.attempt(name, lambda: layout_of(cfg).labelled(cfg, classes))
+    # every labelled line of the split files: only bias sets need it (they may come from another split)
+    every = run.attempt(name, lambda: layout_of(cfg).labelled(cfg, classes)) if cfg.bias_root is not None else None
     known_splits += [s for s in (tr, spec.test, every) if s is not None]
     if num_classes is not None and num_classes != len(classes):
         run.fail(DataProblem("model.num_classes", str(cfg.splits), "num_classes",

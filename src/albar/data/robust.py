@@ -57,9 +57,11 @@ class FailureLog:
             return []
         return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
 
-    def failed_sources(self) -> dict[str, str]:
-        """Each failed file once, with its (last) reason."""
-        return {r["source"]: r["reason"] for r in self.records()}
+    def failed_sources(self, set_name: str | None = None) -> dict[str, str]:
+        """Each failed file once, with its (last) reason; ``set_name``: only that set's (records without a set
+        are training records)."""
+        return {r["source"]: r["reason"] for r in self.records()
+                if set_name is None or r.get("set", "train") == set_name}
 
     def write_manifest(self, path: str | Path) -> None:
         """The per-run manifest: one JSON line per failed file (first failure), written atomically."""
@@ -108,7 +110,7 @@ class RobustClipDataset(Dataset):
     def failure_count(self) -> int:
         """Distinct training files that failed so far (as seen through the log; records of another set, such
         as the held-out validation's ``"set": "val"``, do not count against the training's allowance)."""
-        return len({r["source"] for r in self.log.records() if r.get("set", "train") == "train"})
+        return len(self.log.failed_sources("train"))
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         tried = index
@@ -138,7 +140,7 @@ class RobustClipDataset(Dataset):
             )
 
     def _summary(self, limit: int = 5) -> str:
-        failed = self.log.failed_sources()
+        failed = self.log.failed_sources("train")
         shown = "; ".join(f"{s}: {r}" for s, r in list(failed.items())[:limit])
         where = f" (full list: {self.log.path})" if self.log.path else ""
         return shown + (f" and {len(failed) - limit} more" if len(failed) > limit else "") + where
