@@ -20,10 +20,10 @@ import yaml
 from albar.config import TrainConfig, dump_config, load_config
 from albar.synthetic import BenchmarkSpec, build_benchmark
 from albar.training.checkpoint import (
-    assert_finite_state,
     checkpoint_meta,
     load_checkpoint,
     load_resume_state,
+    require_finite,
     save_checkpoint,
 )
 from albar.training.run_folder import (
@@ -469,14 +469,14 @@ def test_load_resume_state_refuses_weights_only_and_foreign_files(tmp_path):
 def test_non_finite_weights_are_never_saved_nor_resumed(tmp_path):
     model = torch.nn.Linear(3, 2)
     state = _resumable(model)
-    assert_finite_state(state, tmp_path / "last.pt")  # finite: fine
+    require_finite(state, 3, tmp_path / "last.pt")  # finite: fine
     bad = dict(state, model={**state["model"], "bias": torch.tensor([0.0, float("nan")])})
-    with pytest.raises(FloatingPointError, match=r"last\.pt: model\.bias has 1 non-finite values"):
-        assert_finite_state(bad, tmp_path / "last.pt")
+    with pytest.raises(FloatingPointError, match=r"model\.bias holds 1 non-finite values .*last\.pt is left"):
+        require_finite(bad, 3, tmp_path / "last.pt")
     bad_opt = dict(state, optimizer={**state["optimizer"], "state": {0: {
         **state["optimizer"]["state"][0], "exp_avg": torch.full((2, 3), float("inf"))}}})
     with pytest.raises(FloatingPointError, match=r"optimizer\.state\.0\.exp_avg"):
-        assert_finite_state(bad_opt, tmp_path / "last.pt")
+        require_finite(bad_opt, 3, tmp_path / "last.pt")
     torch.save(bad, tmp_path / "old_nan_last.pt")  # as an older version could write it
     with pytest.raises(ValueError, match=r"old_nan_last\.pt: model\.bias holds 1 non-finite"):
         load_resume_state(tmp_path / "old_nan_last.pt")

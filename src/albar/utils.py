@@ -266,6 +266,18 @@ def parallel_map(
     return out
 
 
+def torch_save(path: str | Path, obj: Any) -> None:
+    """``torch.save`` to ``path`` atomically (:func:`atomic_write`), through a Python file so that a full disk is
+    an ``OSError(ENOSPC)`` naming ``path``, not torch's "unexpected pos N vs M"."""
+    import torch
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            torch.save(obj, fh)
+
+    atomic_write(path, write)
+
+
 def torch_load(path: str | Path, what: str = "checkpoint") -> Any:
     """``torch.load`` with ``weights_only=True`` onto the CPU; errors name the file and what it should be."""
     import torch

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from albar.models.registry import replace_head
-from albar.utils import atomic_write, torch_load
+from albar.utils import torch_load, torch_save
 
 BANK_FORMAT = "albar.frame_bank"
 BANK_VERSION = 1
@@ -298,7 +298,7 @@ def save_frame_bank(bank: FrameBank, path: str | Path) -> None:
     """Write the bank as one .pt file (tensors, keys and metadata), atomically."""
     state = {k: getattr(bank, k).contiguous() for k in _TENSORS}
     state.update(keys=list(bank.keys), meta={**bank.meta, "format": BANK_FORMAT, "version": BANK_VERSION})
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
+    torch_save(path, state)
 
 
 def load_frame_bank(path: str | Path) -> FrameBank:

@@ -20,7 +20,7 @@ from accelerate.utils import gather_object
 
 from albar import __version__
 from albar.config import TrainConfig
-from albar.utils import atomic_write, torch_load
+from albar.utils import torch_load, torch_save
 
 # what train() needs to continue a run exactly; "scaler" and "epoch_stats" may be None
 RESUME_KEYS = ("model", "optimizer", "scheduler", "step", "epoch", "batch_in_epoch", "best_score", "history", "rng")
@@ -94,28 +94,10 @@ def first_non_finite(state: dict[str, Any]) -> tuple[str, int, int] | None:
     return None
 
 
-def assert_finite_state(state: dict[str, Any], path: str | Path) -> None:
-    """Refuse to write a checkpoint with non-finite weights or optimiser moments to ``path``: a NaN checkpoint
-    would replace the last good one, and every resume would start from it. Raises ``FloatingPointError``
-    naming the first bad tensor; the file at ``path`` is left as it was."""
-    bad = first_non_finite(state)
-    if bad is not None:
-        name, count, size = bad
-        raise FloatingPointError(
-            f"not writing {path}: {name} has {count} non-finite values (of {size}); the training diverged. "
-            f"The previous {Path(path).name}, if any, is kept"
-        )
-
-
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     """Write ``state`` to ``path`` via a temporary file and a rename: a crash or a full disk mid-save leaves
     the previous checkpoint valid, and the error is an ``OSError`` naming ``path`` and the reason."""
-    def write(tmp: Path) -> None:
-        # through a Python file: a full disk is then OSError(ENOSPC), not torch's "unexpected pos N vs M"
-        with open(tmp, "wb") as fh:
-            torch.save(state, fh)
-
-    atomic_write(path, write)
+    torch_save(path, state)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -44,6 +44,7 @@ from albar.training.checkpoint import (
     LoopState,
     NonFiniteLossError,
     RunCheckpoint,
+    checkpoint_meta,
     fresh_epoch_stats,
     rng_state,
 )
@@ -547,7 +548,7 @@ def train(
         torch.set_num_threads(cfg.threads)
     out = ensure_folder(out_dir, "out_dir") if out_dir is not None else None
     accelerator = accelerator or make_accelerator(cfg, out)
-    meta = meta if meta is not None else {"config": cfg.model_dump(mode="json")}
+    meta = meta if meta is not None else checkpoint_meta(cfg, getattr(train_set, "classes", None))
     run = build_training(cfg, train_set, accelerator, out, meta)
     run.progress, run.desc = progress, desc
     state = LoopState()
