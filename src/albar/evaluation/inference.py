@@ -34,7 +34,8 @@ from albar.objectives import static_clip
 from albar.utils import atomic_write, torch_load
 
 # data.* values recorded in a checkpoint that change what the model sees at test time
-PREPROCESSING_KEYS = ("num_frames", "stride", "crop_size", "resize_short", "mean", "std", "test_view")
+# what changes a test clip (train_crop and hflip, also recorded, only change training)
+TEST_PREPROCESSING_KEYS = ("num_frames", "stride", "crop_size", "resize_short", "mean", "std", "test_view")
 
 
 def feature_extractor(model: nn.Module) -> nn.Module:
@@ -114,7 +115,7 @@ def mismatches(info: CheckpointInfo, cfg: TrainConfig) -> list[str]:
     recorded_cfg = info.config or {}
     recorded = {**(recorded_cfg.get("data") or {}), **(info.preprocessing or {})}
     out = []
-    for key in PREPROCESSING_KEYS:
+    for key in TEST_PREPROCESSING_KEYS:
         if key in recorded and _plain(getattr(cfg.data, key)) != _plain(recorded[key]):
             out.append(f"data.{key}={_plain(getattr(cfg.data, key))} but {info.path} was trained with "
                        f"{_plain(recorded[key])}: results will differ")
