@@ -33,8 +33,12 @@ re-creation must give our objective's value (it prints the relative difference).
 One command, CPU or GPU (defaults follow the device):
     python benchmarks/official_step.py                  # GPU: 32 x 224, batch 6 and 8; CPU: 16 x 112, batch 2
     python benchmarks/official_step.py --device cpu --threads 1 --steps 5   # a shared CPU: one thread each
+    python benchmarks/official_step.py --compile inductor --warmup 3   # also our loops compiled
 Prints s/step, clips/s and peak memory (torch.cuda.max_memory_allocated; n/a on CPU) per loop and batch, and
-each loop's clips/s relative to the official one and its step time relative to plain CE. ``--json PATH`` saves them.
+each loop's clips/s relative to the official one and its step time relative to (eager) plain CE. ``--json PATH``
+saves them. Besides the exact objective, our loops include the cost options of issue 13: ``motion_first`` (exact)
+and the recommended cheaper penalty (``gp_batch`` B/4 with ``motion_first``), and with ``--compile`` plain CE and
+that option with the first-order passes compiled (at the largest batch).
 """
 
 from __future__ import annotations
@@ -121,17 +125,19 @@ class Official(Loop):
 
 class Ours(Loop):
     def __init__(self, name: str, model: nn.Module, device: torch.device, criterion: ALBARLoss,
-                 bf16: bool = True) -> None:
+                 bf16: bool = True, compile_backend: str | None = None) -> None:
         super().__init__(name, model, device)
         self.criterion, self.bf16 = criterion, bf16
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-5, weight_decay=0.05)
+        # as compile.enabled does: the step calls the compiled module, the exact penalty's pass runs it eager
+        self.call = torch.compile(self.model, backend=compile_backend, dynamic=False) if compile_backend else self.model
         self.sums: dict[str, float] = {}
 
     def step(self, batch: dict[str, Tensor]) -> None:
         clip = batch["clip"].to(self.device, non_blocking=True)
         labels = batch["labels"].to(self.device, non_blocking=True)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            terms = self.criterion(self.model, clip, labels)
+            terms = self.criterion(self.call, clip, labels)
         if not torch.isfinite(terms.total):
             raise FloatingPointError(f"{self.name}: non-finite loss {terms.scalars()}")
         terms.total.backward()
@@ -233,6 +239,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     ap.add_argument("--no-fp32", action="store_true", help="leave out our loop in fp32")
     ap.add_argument("--json", type=Path, help="also write the numbers here")
+    ap.add_argument("--compile", metavar="BACKEND", help="also our loops with the model under torch.compile "
+                    "(e.g. inductor; the first steps compile: give --warmup >= 2)")
     args = ap.parse_args()
     device = torch.device(args.device)
     gpu = device.type == "cuda"
@@ -258,30 +266,46 @@ def main() -> None:
         model.load_state_dict(init)
         return model
 
-    def ours(name: str, weights: tuple[float, float, float], bf16: bool = True) -> Callable[[], Loop]:
+    def ours(name: str, weights: tuple[float, float, float], bf16: bool = True, compiled: bool = False,
+             **options: object) -> Callable[[], Loop]:
         return lambda: Ours(name, fresh(lambda: build_model("swin3d_t", NUM_CLASSES)), device,
-                            ALBARLoss(*weights, frame="middle", gp_norm="official"), bf16)
+                            ALBARLoss(*weights, frame="middle", gp_norm="official", **options), bf16,
+                            args.compile if compiled else None)
 
-    loops: dict[str, Callable[[], Loop]] = {
-        "official (fp32)": lambda: Official(fresh(lambda: official_model(NUM_CLASSES)), device),
-        "ours ALBAR (bf16)": ours("ours ALBAR (bf16)", (W_ADV, W_ENT, W_GP)),
-        "ours plain CE (bf16)": ours("ours plain CE (bf16)", (0, 0, 0)),
-    }
-    if not args.no_fp32:  # what the precision alone buys: our loop in the official precision
-        loops["ours ALBAR (fp32)"] = ours("ours ALBAR (fp32)", (W_ADV, W_ENT, W_GP), bf16=False)
+    def loops_for(b: int) -> dict[str, Callable[[], Loop]]:
+        albar, sub = (W_ADV, W_ENT, W_GP), max(1, b // 4)
+        loops: dict[str, Callable[[], Loop]] = {
+            "official (fp32)": lambda: Official(fresh(lambda: official_model(NUM_CLASSES)), device),
+            "ours ALBAR (bf16)": ours("ours ALBAR (bf16)", albar),
+            "ours plain CE (bf16)": ours("ours plain CE (bf16)", (0, 0, 0)),
+            # the cost options (issue 13): exact and leaner; the recommended cheaper penalty
+            "ours ALBAR motion_first (bf16)": ours("ours ALBAR motion_first (bf16)", albar, motion_first=True),
+            f"ours gp_batch {sub}/{b} + mf (bf16)": ours(f"ours gp_batch {sub}/{b} + mf (bf16)", albar,
+                                                        motion_first=True, gp_batch=sub),
+        }
+        if args.compile and b == max(batches):  # the first-order passes compiled, as compile.enabled does (at
+            # the largest batch only: compiling Swin3D-T takes minutes)
+            loops[f"ours plain CE (bf16, {args.compile})"] = ours("ours plain CE (bf16, compiled)", (0, 0, 0),
+                                                                   compiled=True)
+            loops[f"ours gp_batch {sub}/{b} + mf (bf16, {args.compile})"] = ours(
+                "ours gp_batch + mf (bf16, compiled)", albar, compiled=True, motion_first=True, gp_batch=sub)
+        if not args.no_fp32:  # what the precision alone buys: our loop in the official precision
+            loops["ours ALBAR (fp32)"] = ours("ours ALBAR (fp32)", albar, bf16=False)
+        return loops
+
     rows: list[dict] = []
     for b in batches:
-        measured = time_loops(loops, make_batch(b, t, size, seed=b), steps, warmup, device)
+        measured = time_loops(loops_for(b), make_batch(b, t, size, seed=b), steps, warmup, device)
         for name, r in measured.items():
             if "s_per_step" in r:
                 r["clips_per_s"] = b / r["s_per_step"]
             rows.append({"loop": name, "batch": b, **r})
 
-    print(f"\n{'loop':22s} {'batch':>5s} {'s/step':>8s} {'clips/s':>8s} {'peak GiB':>9s} {'x official':>11s} "
+    print(f"\n{'loop':40s} {'batch':>5s} {'s/step':>8s} {'clips/s':>8s} {'peak GiB':>9s} {'x official':>11s} "
           f"{'x CE step':>10s}" + ("" if gpu else f" {'CPU s/step':>11s} {'best s/step':>12s} {'best x off.':>12s}"))
     for r in rows:
         if "error" in r:
-            print(f"{r['loop']:22s} {r['batch']:5d} {r['error']}")
+            print(f"{r['loop']:40s} {r['batch']:5d} {r['error']}")
             continue
         same = {x["loop"]: x for x in rows if x["batch"] == r["batch"] and "error" not in x}
         off = same.get("official (fp32)")
@@ -290,7 +314,7 @@ def main() -> None:
         vs_ce = f"{r['s_per_step'] / ce['s_per_step']:.2f}x" if ce else "-"
         best_rel = f"{off['min_s_per_step'] / r['min_s_per_step']:.2f}x" if off and "min_s_per_step" in r else "-"
         mem = "n/a" if r["peak_gib"] != r["peak_gib"] else f"{r['peak_gib']:.1f}"
-        print(f"{r['loop']:22s} {r['batch']:5d} {r['s_per_step']:8.3f} {r['clips_per_s']:8.2f} {mem:>9s} "
+        print(f"{r['loop']:40s} {r['batch']:5d} {r['s_per_step']:8.3f} {r['clips_per_s']:8.2f} {mem:>9s} "
               f"{rel:>11s} {vs_ce:>10s}" + ("" if gpu else f" {r['cpu_s_per_step']:11.2f} {r['min_s_per_step']:12.3f} "
                                               f"{best_rel:>12s}"))
     if args.json:

@@ -2,7 +2,9 @@
 
 Writes N H.264 videos (320x240, 96 frames) of moving shapes, then trains on them with the paper's input
 (32 x 2 frames, short side 256, random resized crop 224) for a few epochs, and prints clips/s from the step
-timestamps after the first epoch and the peak GPU memory. Run once per objective:
+timestamps after the first epoch and the peak GPU memory, then the same time split into steps inside an epoch
+(the loader and the model in steady state) and epoch boundaries (validation, checkpoints, workers starting
+again). Run once per objective:
 
     python benchmarks/train_throughput.py --out /tmp/tp --model swin3d_t --objective albar --workers 8
 """
@@ -71,6 +73,16 @@ def main() -> int:
     print(f"{args.model} {args.objective} {args.precision}, batch {args.batch}, {args.workers} workers: "
           f"{clips / seconds:.1f} clips/s over {len(later) - 1} steps (epochs 2+, includes validation pauses), "
           f"peak GPU memory {peak:.1f} GiB")
+    # Split the wall time: steps inside an epoch (model + loader in steady state) and what an epoch boundary
+    # costs (validation, checkpoints, the loader's workers starting again, its first batch). On a small set the
+    # boundary can dominate the end-to-end figure above.
+    inner = [b["time"] - a["time"] for a, b in zip(steps, steps[1:]) if a["epoch"] == b["epoch"] and a["epoch"] > 1]
+    bounds = [b["time"] - a["time"] for a, b in zip(steps, steps[1:]) if b["epoch"] == a["epoch"] + 1]
+    if inner:
+        per_step = sorted(inner)[len(inner) // 2]
+        print(f"inside epochs: median {per_step:.3f} s/step = {args.batch / per_step:.1f} clips/s "
+              f"(slowest step {max(inner):.3f} s, {len(inner)} steps); epoch boundaries: "
+              + ", ".join(f"{b:.1f} s" for b in bounds) + f" (steps per epoch {len(steps) // args.epochs})")
     return 0
 
 

@@ -201,3 +201,32 @@ def test_the_trainer_with_motion_first_and_checkpointing_trains_as_the_default(t
     assert relative_weight_gap(ref, lean, init) < 1e-3
     sub = run(gp_batch=1)  # an estimate: the run differs (and would be refused if the option were not passed on)
     assert relative_weight_gap(ref, sub, init) > 1e-6
+
+
+def test_finite_difference_under_bf16_keeps_the_exact_gradient_at_the_default_step_and_warns_below():
+    """bf16 rounds the logits (~0.4%): the default fd_step keeps the difference above the rounding; a step below
+    FD_MIN_STEP_LOW_PRECISION is said, not silently trained on (benchmarks/fd_precision.py has the sweep)."""
+    import warnings
+
+    model = tiny_swin(drop=0.0)
+    static = static_clip(batch((4, 3, 4, 16, 16))[0], "middle")
+
+    def penalty_grad(bf16: bool, exact: bool, step: float = 1e-2) -> list[torch.Tensor]:
+        model.zero_grad(set_to_none=True)
+        s = static.clone().requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = model(s)
+            gp = (gradient_penalty(out, s, "official") if exact
+                  else finite_difference_penalty(model, out, s, "official", step, "central"))
+        gp.backward()
+        return [torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in model.parameters()]
+
+    reference = penalty_grad(bf16=False, exact=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the default step under bf16 says nothing
+        assert cosine(penalty_grad(bf16=True, exact=False), reference) > 0.999
+    with pytest.warns(UserWarning, match=r"fd_step=0.001 under torch.bfloat16 autocast.*fd_step >= 0.003"):
+        assert cosine(penalty_grad(bf16=True, exact=False, step=1e-3), reference) < 0.995  # why it warns (0.974)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # fp32: a small step is fine
+        assert cosine(penalty_grad(bf16=False, exact=False, step=1e-3), reference) > 0.999

@@ -74,6 +74,19 @@ class OptimConfig(_Strict):
         return v
 
 
+class CompileConfig(_Strict):
+    """torch.compile of the training step's first-order passes: the motion clip, the static clips outside the
+    exact gradient penalty, every finite-difference pass. The exact penalty's pass stays eager (compiled graphs
+    have no double backward); validation and evaluation stay eager. ``backend``, ``mode``, ``dynamic`` and
+    ``fullgraph`` are torch.compile's (``dynamic: false``: the step's batch sizes are fixed, one graph each)."""
+
+    enabled: bool = False
+    backend: str = "inductor"
+    mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] | None = None
+    dynamic: bool | None = False
+    fullgraph: bool = False
+
+
 class TrainConfig(_Strict):
     out_dir: Path = Path("runs/albar")
     resume: Union[Literal["auto", "never"], Path] = "auto"  # auto: continue from out_dir/last.pt if present
@@ -88,6 +101,7 @@ class TrainConfig(_Strict):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     log: LogConfig = Field(default_factory=LogConfig)
+    compile: CompileConfig = Field(default_factory=CompileConfig)  # `compile: true` is short for enabled: true
 
     _expand_out = field_validator("out_dir")(expand_user)
 
@@ -95,6 +109,11 @@ class TrainConfig(_Strict):
     @classmethod
     def _yaml_no(cls, v: object) -> object:
         return "no" if v is False else v  # YAML reads a bare `no` as false
+
+    @field_validator("compile", mode="before")
+    @classmethod
+    def _compile_switch(cls, v: object) -> object:
+        return {"enabled": v} if isinstance(v, bool) else v
 
     @field_validator("threads")
     @classmethod

@@ -366,17 +366,21 @@ def _check_before_data(cfg) -> None:
 
     from albar.models import hf
     from albar.models.registry import check_model_kwargs, check_weights_source
+    from albar.training.compile import check_backend
 
     m = cfg.model
     check_model_kwargs(m.name, m.kwargs)
     check_weights_source(m.weights)
     if hf.is_hf(m.name):
         hf.check_input(m.name, m.kwargs, cfg.data.num_frames, cfg.data.crop_size)
-        attn = hf.attention_of(m.name, m.kwargs)
-        if float(getattr(cfg.objective, "w_gp", 0) or 0) and attn != hf.DOUBLE_BACKWARD_ATTENTION:
-            raise ValueError(f"model.kwargs.attn_implementation={attn}: ALBAR's gradient penalty (objective.w_gp="
-                             f"{cfg.objective.w_gp}) differentiates through the attention twice, which only "
-                             f"{hf.DOUBLE_BACKWARD_ATTENTION!r} attention can; leave attn_implementation unset")
+        attn, o = hf.attention_of(m.name, m.kwargs), cfg.objective
+        exact_gp = float(getattr(o, "w_gp", 0) or 0) and getattr(o, "gp_mode", "exact") == "exact"
+        if exact_gp and attn is not None and attn not in hf.DOUBLE_BACKWARD_ATTENTIONS:
+            raise ValueError(f"model.kwargs.attn_implementation={attn}: ALBAR's exact gradient penalty (objective."
+                             f"w_gp={o.w_gp}) differentiates through the attention twice, which only "
+                             f"{' or '.join(hf.DOUBLE_BACKWARD_ATTENTIONS)} attention can (or objective.gp_mode="
+                             "finite_difference); leave attn_implementation unset")
+    check_backend(cfg.compile)
     if cfg.log.wandb and importlib.util.find_spec("wandb") is None:
         raise ValueError("log.wandb: true needs the wandb package: pip install 'albar[wandb]' (or set log.wandb=false)")
 

@@ -7,9 +7,11 @@ or a local folder that ``from_pretrained`` reads): that model's config and pretr
 the internet is; HF's cache otherwise), ``model.kwargs`` overriding config fields.
 
 Every one gets a new classification layer sized to the dataset, takes albar's (B, C, T, H, W) clips (HF video
-models take ``pixel_values`` as (B, T, C, H, W)) and returns logits. Attention is ``eager`` unless
-``model.kwargs.attn_implementation`` says otherwise: ALBAR's gradient penalty differentiates the input gradient
-once more, and PyTorch's fused attention kernels (SDPA, flash) have no double backward.
+models take ``pixel_values`` as (B, T, C, H, W)) and returns logits. Attention is transformers' default (``sdpa``
+where the family has it, ``eager`` otherwise) unless ``model.kwargs.attn_implementation`` says otherwise. ALBAR's
+exact gradient penalty differentiates the input gradient once more, which PyTorch's fused SDPA kernels cannot: its
+pass runs SDPA on the math kernel (the other passes keep the fused ones); ``flash_attention_2`` and the like
+have no such fallback and are refused with the exact penalty.
 
 transformers is an optional extra (``pip install 'albar[hf]'``): imported only when an ``hf:`` model is built.
 """
@@ -36,7 +38,9 @@ FIXED_INPUT = {
     "vivit": (("image_size", "crop_size"), ("num_frames", "num_frames")),
     "timesformer": (("image_size", "crop_size"),),
 }
-DOUBLE_BACKWARD_ATTENTION = "eager"
+# attention implementations whose every kernel has a double backward (sdpa: on the math kernel, which the exact
+# gradient penalty's pass selects); None: transformers' default, one of these
+DOUBLE_BACKWARD_ATTENTIONS = ("eager", "sdpa")
 _NOT_KWARGS = {"self", "id2label", "label2id", "num_labels", "problem_type", "architectures", "transformers_version",
                "return_dict", "output_hidden_states", "output_attentions", "dtype", "is_encoder_decoder",
                "chunk_size_feed_forward"}
@@ -92,10 +96,10 @@ def accepted_kwargs(name: str) -> list[str]:
                   | {"attn_implementation"})
 
 
-def _split(kwargs: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
+def _split(kwargs: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
     rest = dict(kwargs)
-    attn = rest.pop("attn_implementation", DOUBLE_BACKWARD_ATTENTION)
-    if not isinstance(attn, str):
+    attn = rest.pop("attn_implementation", None)
+    if attn is not None and not isinstance(attn, str):
         raise ValueError(f"model.kwargs.attn_implementation: a name such as eager or sdpa, got {attn!r}")
     return rest, attn
 
@@ -116,7 +120,7 @@ def check_kwargs(name: str, kwargs: Mapping[str, Any]) -> None:
             raise ValueError(f"model.kwargs.{key}: {name}'s config has no such field; accepted: {', '.join(accepted)}")
 
 
-def hf_config(name: str, num_classes: int, kwargs: Mapping[str, Any]) -> tuple[Any, str]:
+def hf_config(name: str, num_classes: int, kwargs: Mapping[str, Any]) -> tuple[Any, str | None]:
     """(transformers config with ``num_labels = num_classes``, attention implementation). For ``hf:<model id>``
     the id's config is read (downloaded once, HF's cache after)."""
     tf = _transformers(name)
@@ -181,6 +185,6 @@ def check_input(name: str, kwargs: Mapping[str, Any], num_frames: int, crop_size
                              f"{data[key]}")
 
 
-def attention_of(name: str, kwargs: Mapping[str, Any]) -> str:
-    """The attention implementation an ``hf:`` model is built with."""
+def attention_of(name: str, kwargs: Mapping[str, Any]) -> str | None:
+    """The attention implementation asked for in ``model.kwargs`` (None: transformers' default)."""
     return _split(kwargs)[1]

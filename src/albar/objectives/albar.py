@@ -8,6 +8,8 @@ All terms update all parameters in one step: there is no separate adversary.
 
 from __future__ import annotations
 
+import sys
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Union
@@ -16,7 +18,8 @@ import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint
 from pydantic import BaseModel, ConfigDict, Field
-from torch import Tensor
+from torch import Tensor, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from albar.objectives.base import Objective, StepInput
 from albar.objectives.registry import register_objective
@@ -120,6 +123,8 @@ class ALBARTerms:
 
 
 GPMode = Literal["exact", "finite_difference"]
+# below this fd_step, bf16/fp16 rounding dominates the finite difference (benchmarks/fd_precision.py)
+FD_MIN_STEP_LOW_PRECISION = 3e-3
 FDScheme = Literal["forward", "central"]
 
 
@@ -195,6 +200,13 @@ def finite_difference_penalty(
         raise ValueError(f"gradient-penalty norm must be one of {GP_NORMS}, got {norm!r}")
     if scheme not in ("forward", "central"):
         raise ValueError(f"finite-difference scheme must be 'forward' or 'central', got {scheme!r}")
+    device = static_input.device.type
+    low = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+    if step < FD_MIN_STEP_LOW_PRECISION and low in (torch.bfloat16, torch.float16):
+        warnings.warn(f"finite-difference gradient penalty with fd_step={step:g} under {low} autocast: the "
+                      "difference of two nearly equal outputs is then mostly rounding (Swin3D-T, bf16: gradient "
+                      "cosine 0.97 to the exact penalty at 1e-3, 0.9995 at the default 1e-2); use fd_step >= "
+                      f"{FD_MIN_STEP_LOW_PRECISION:g}", UserWarning, stacklevel=2)
     (g,) = torch.autograd.grad(static_logits.sum(), static_input, retain_graph=True)
     g = g.detach().float()
     b = g.shape[0]
@@ -220,6 +232,18 @@ def finite_difference_penalty(
     return diff.mean() / ncols
 
 
+def uncompiled(model: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+    """``model`` without torch.compile, for the pass whose input gradient is differentiated again (AOTAutograd
+    refuses double backward). Sees through ``torch.compile(module)`` and ``module.compile()``; the parameters
+    are the same ones, so both paths train one model."""
+    eval_frame = sys.modules.get("torch._dynamo.eval_frame")  # not imported (0.9 s): nothing can be compiled
+    if eval_frame is not None and isinstance(model, eval_frame.OptimizedModule):
+        return model._orig_mod
+    if isinstance(model, nn.Module) and getattr(model, "_compiled_call_impl", None) is not None:
+        return model._call_impl  # what __call__ runs when not compiled (hooks included)
+    return model
+
+
 def _static_pass(
     model: Callable[[Tensor], Tensor], static: Tensor, generator: torch.Generator | None, with_gp: bool,
     gp_norm: GPNorm, checkpoint_static: bool, gp_batch: int | None, gp_mode: GPMode, fd_step: float,
@@ -234,10 +258,14 @@ def _static_pass(
         return model(x)
 
     def penalty(inp: Tensor) -> tuple[Tensor, Tensor]:
-        """Logits of ``inp`` (requiring grad) and their penalty."""
+        """Logits of ``inp`` (requiring grad) and their penalty. The exact penalty's pass runs eager and with
+        SDPA's math kernel: compiled graphs and the fused attention kernels have no double backward."""
         if gp_mode == "exact":
-            out = static_forward(inp)
-            return out, gradient_penalty(out, inp, gp_norm)
+            eager = uncompiled(model)
+            with sdpa_kernel(SDPBackend.MATH):
+                out = (torch.utils.checkpoint.checkpoint(eager, inp, use_reentrant=False) if checkpoint_static
+                       else eager(inp))
+                return out, gradient_penalty(out, inp, gp_norm)
         rng = _rng_states(inp.device)
         out = static_forward(inp)
         return out, finite_difference_penalty(static_forward, out, inp, gp_norm, fd_step, fd_scheme, rng)
@@ -297,6 +325,11 @@ def albar_loss(
     with input gradient; the others through a plain forward): an unbiased estimate of the batch-mean penalty.
     ``gp_mode="finite_difference"``: :func:`finite_difference_penalty` (first-order only; ``fd_step``,
     ``fd_scheme``) instead of the double backward.
+
+    A compiled ``model`` (``torch.compile(module)`` or ``module.compile()``) runs every first-order pass; the
+    exact penalty's pass runs the same module eager (:func:`uncompiled`). That pass also runs
+    ``scaled_dot_product_attention`` on its math kernel (the fused ones have no double backward), so models
+    with SDPA attention keep their fused kernels everywhere else.
     """
     use_static = any(w != 0 for w in (w_adv, w_ent, w_gp))
     if not use_static:

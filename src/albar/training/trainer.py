@@ -48,6 +48,7 @@ from albar.training.checkpoint import (
     fresh_epoch_stats,
     rng_state,
 )
+from albar.training.compile import compile_for_steps
 from albar.training.schedule import scaled_lr, warmup_cosine
 from albar.utils import atomic_write_text, ensure_folder
 
@@ -324,6 +325,7 @@ class Training:
     stop: StopRequest = field(default_factory=StopRequest)
     steps_log: TextIO | None = None
     batches: Iterator[dict] | None = None  # the loader's iterator: dropped at the end, whatever the exit
+    step_model: nn.Module | None = None  # what the training step calls: ``model`` compiled (compile.enabled) or None
 
     @property
     def main(self) -> bool:
@@ -366,8 +368,16 @@ def build_training(cfg: TrainConfig, train_set: Dataset, accelerator: Accelerato
                         worker_init_fn=_ignore_stop_signals if cfg.data.num_workers else None)
     checkpoint = RunCheckpoint(out, accelerator, model, optimizer, scheduler, meta)
     checkpoint.objective = objective  # its own weights (SDN's scene head) resume with the run
-    return Training(cfg, accelerator, model, optimizer, scheduler, sampler, loader, objective, method,
-                    steps_per_epoch, checkpoint, out)
+    run = Training(cfg, accelerator, model, optimizer, scheduler, sampler, loader, objective, method,
+                   steps_per_epoch, checkpoint, out)
+    if cfg.compile.enabled:
+        run.step_model = compile_for_steps(model, cfg.compile)
+        if main:  # the first steps are slow while it compiles: say why
+            c = cfg.compile
+            say(f"compile: the training step's first-order passes go through torch.compile (backend {c.backend}, "
+                f"mode {c.mode or 'default'}); the first steps compile them, the exact gradient penalty runs eager",
+                out)
+    return run
 
 
 def batch_extras(batch: dict, device: torch.device) -> dict:
@@ -397,9 +407,10 @@ def accumulate(run: Training, state: LoopState) -> dict[str, float]:
         # the method's draws depend on (seed, step, rank) only: exact after a resume
         g = torch.Generator(device="cpu").manual_seed(
             cfg.seed * 1_000_003 + (state.step * accum + k) * acc.num_processes + acc.process_index)
+        step_model = run.model if run.step_model is None else run.step_model
         with acc.no_sync(run.model) if k < accum - 1 else nullcontext():
             with acc.autocast():
-                terms = method_step(run.model, clip, label, run.method, run.objective, g, state.step,
+                terms = method_step(step_model, clip, label, run.method, run.objective, g, state.step,
                                     run.steps_per_epoch, batch_extras(batch, acc.device)).terms
             check_finite_loss(terms, state)
             acc.backward(terms.total / accum)
