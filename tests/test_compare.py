@@ -30,7 +30,8 @@ def test_report_numbers_from_hand_made_result_files(tmp_path, capsys):
     ce = write_run(tmp_path / "ce", "none", iid_top1=73.92, scuba_top1=43.93, scufo_top1=20.46, conflfg_top1=36.58,
                    contrasted=27.84, per_source={"places365": {"contrasted": 30.0}})
     albar = write_run(tmp_path / "albar", "albar", iid_top1=72.81, scuba_top1=53.53, scufo_top1=1.50,
-                      conflfg_top1=48.13, contrasted=53.22, per_source={"places365": {"contrasted": 55.0}})
+                      conflfg_top1=48.13, contrasted=53.22, per_source={"places365": {"contrasted": 55.0}},
+                      sets={"scufo_places365": {"items": 10, "failed": 1, "denominator": 10, "left_out": 2}})
     groups, _ = group_runs(load_runs([ce, albar]))
     base = pick_baseline(groups, None)
     rows = comparison_rows(groups, base)
@@ -44,6 +45,9 @@ def test_report_numbers_from_hand_made_result_files(tmp_path, capsys):
     assert [r["method"] for r in table] == ["none", "albar"]
     assert table[1]["iid_top1_delta"] == "-1.11"  # rounded: 72.81 - 73.92 is -1.1100000000000136 in floats
     assert table[1]["contrasted_rel_pct"] == "91.16"
+    notes = json.loads((tmp_path / "cmp" / "comparison.json").read_text())["notes"]
+    assert any("1 of 10 items of scufo_places365 failed" in n for n in notes)
+    assert any("2 file(s) in the folder of scufo_places365 were left out" in n for n in notes)
     for png in ("comparison.png", "per_source.png"):
         assert (tmp_path / "cmp" / png).read_bytes()[:4] == b"\x89PNG"
     assert main(["report", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")]) == 2

@@ -250,7 +250,10 @@ def test_train_and_eval_complete_on_every_quirk_and_name_each_bad_item_once(tmp_
             "scufo_stripe": {f"{FENCE[0]}__1", f"{WAVE[1]}__2"}}
     results = json.loads((tmp_path / "run" / "results.json").read_text())["methods"]["run"]
     assert {k: set(v) for k, v in results["failed_items"].items()} == want
-    assert f"{WAVE[0]}__3" not in json.dumps(results)
+    assert f"{WAVE[0]}__3" not in json.dumps(results["failed_items"])  # in no denominator...
+    assert results["left_out_files"] == {"scufo_stripe": {  # ...but named with the results
+        str(planted["no_clip"]): "SCUFO still has no SCUBA partner: left out (no clip to contrast it with)"}}
+    assert results["sets"]["scufo_stripe"]["left_out"] == 1 and "left_out" not in results["sets"]["iid"]
     assert str(planted["train_empty"]) in (tmp_path / "run" / "failed_files.jsonl").read_text()
     assert main(["eval", "--config", str(cfg), "--checkpoint", str(tmp_path / "run" / "best.pt"), "--out",
                  str(tmp_path / "eval"), "--no-progress"]) == 0
@@ -492,3 +495,10 @@ def test_set_level_gaps_in_a_release_cost_only_what_is_missing(tmp_path):
     assert "no SCUFO set for this source: SCUBA evaluated alone" in text
     assert "HMDB51_ConflFG_Stripe" in text and "no files: set skipped" in text
     assert f"{stray}" in text and "left out" in text
+    # the stray file is in no denominator: the data say so, for the results (``left_out_files``)
+    assert list(data.left_out["scuba_stripe"]) == [str(stray)]  # (scufo_stripe: the layout's still without clip)
+    from albar.evaluation.suite import with_left_out
+
+    summary = with_left_out({"sets": {"scuba_stripe": {"items": 3}, "iid": {"items": 6}}}, data.left_out)
+    assert summary["sets"] == {"scuba_stripe": {"items": 3, "left_out": 1}, "iid": {"items": 6}}
+    assert summary["left_out_files"] == {"scuba_stripe": data.left_out["scuba_stripe"]}  # only evaluated sets

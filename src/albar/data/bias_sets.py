@@ -345,12 +345,14 @@ def complete_scufo(
     clip_keys = {it.key for it in clips}
     still_keys = {it.key for it in scufo.items}
     notes: dict[str, str] = {}
+    left_out = dict(scufo.left_out)
     items = []
     for it in scufo.items:
         if it.key in clip_keys:
             items.append(it)
         else:
             notes[it.key] = "SCUFO still has no SCUBA partner: left out (no clip to contrast it with)"
+            left_out[str(it.source)] = notes[it.key]
     folder = Path(still_folder)
     missing = dict(scufo.missing)
     for it in clips:
@@ -359,4 +361,5 @@ def complete_scufo(
             items.append(ClipItem(path, it.label, it.key, {}))
             missing[it.key] = str(path)
             notes[it.key] = f"SCUBA clip has no SCUFO partner (no {path}): kept, its still counts as a failed item"
-    return DatasetSplit(scufo.name, items, list(scufo.classes), missing, scufo.origin), notes
+    return DatasetSplit(scufo.name, items, list(scufo.classes), missing, scufo.origin, dict(scufo.searched),
+                        left_out), notes

@@ -459,6 +459,9 @@ class DataBundle:
     conflfg: ClipDataset | ViewDataset | None = None
     classes: list[str] | None = None
     problems: list[DataProblem] = field(default_factory=list)  # non-fatal, already reported
+    # evaluation set name as results name it (iid, scuba_<src>, scufo_<src>, conflfg) -> {path: why} of the files
+    # in its folder that are not items (no label, no pair): reported with the results, no denominator counts them
+    left_out: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def eval_sets(self) -> dict[str, ClipDataset | ViewDataset]:
         """Every evaluation set by name: test, scuba_<source>, scufo_<source>, conflfg."""
@@ -537,7 +540,10 @@ def build_data(
     def dataset(items: list[ClipItem], training: bool, views: bool = True) -> ClipDataset | ViewDataset:
         return train_dataset(cfg, items, seed) if training else eval_dataset(cfg, items, seed, views)
 
-    out = DataBundle(classes=spec.classes, problems=[p for p in spec.problems if not p.fatal])
+    out = DataBundle(classes=spec.classes, problems=[p for p in spec.problems if not p.fatal],
+                     left_out={("iid" if role == "test" else role): dict(split.left_out)  # results' set names
+                               for role, split in spec.roles().items()
+                               if split.left_out and role not in ("train", "val")})
     if train:
         assert spec.train is not None
         train_items = spec.train.items

@@ -423,6 +423,9 @@ def write_comparison(out: Path, runs: list[Run], baseline: str | None = None, ti
                 if isinstance(counts, dict) and counts.get("failed"):
                     notes.append(f"{g.name}, seed {_seed_text([r.seed])}: {counts['failed']} of {counts.get('items')} "
                                  f"items of {set_name} failed (counted against the model; see {r.path})")
+                if isinstance(counts, dict) and counts.get("left_out"):
+                    notes.append(f"{g.name}, seed {_seed_text([r.seed])}: {counts['left_out']} file(s) in the folder "
+                                 f"of {set_name} were left out (no label or no pair; named in {r.path})")
     if base is None and len(groups) > 1:
         notes.append("no baseline (none / plain CE) among the methods: no differences (use --baseline)")
     written: list[Path] = []

@@ -45,13 +45,26 @@ def failure_report(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def with_left_out(summary: dict, left_out: dict[str, dict[str, str]]) -> dict:
+    """``summary`` with the files of its sets' folders that are not items (a release file without a label):
+    ``sets.<name>.left_out`` counts them and ``left_out_files`` names them with the reason. They are in no
+    denominator, so the results say so rather than the terminal alone."""
+    named = {name: files for name, files in left_out.items() if files and name in summary.get("sets", {})}
+    for name, files in named.items():
+        summary["sets"][name]["left_out"] = len(files)
+    if named:
+        summary["left_out_files"] = named
+    return summary
+
+
 def evaluate_suite(
     model: nn.Module, data: DataBundle, accelerator: Accelerator, batch_size: int = 32, num_workers: int = 0,
     progress: bool = False, announce: bool = True, stream: TextIO | None = None,
 ) -> dict:
     """Predict every evaluation set and summarise. With ``announce``, the main process prints each failed
     item once, with its set and reason, to ``stream`` (stderr by default: stdout may carry JSON)."""
-    summary = summarise(predict_all(model, data, accelerator, batch_size, num_workers, progress))
+    summary = with_left_out(summarise(predict_all(model, data, accelerator, batch_size, num_workers, progress)),
+                            data.left_out)
     text = failure_report(summary)
     if announce and text and accelerator.is_main_process:
         print(text, end="", file=stream or sys.stderr, flush=True)
