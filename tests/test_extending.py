@@ -179,3 +179,58 @@ def test_switching_the_objective_of_a_config_file(tmp_path):
     assert load_config(base, ["objective={name: ce}"]).objective.model_dump() == {"name": "ce"}
     cfg = apply_fragment(load_config(base), {"objective": {"name": "ce"}, "method": {"name": "mixup"}})
     assert cfg.objective.name == "ce" and cfg.method.mixup_alpha == 0.2
+
+
+# ------------------------------------------------------------------------ `albar --plugin`: no script needed
+
+PLUGIN = '''
+import torch.nn.functional as F
+from pydantic import BaseModel
+
+from albar.objectives import LossTerms, Objective
+from albar.objectives.registry import register_objective
+
+
+class Params(BaseModel):
+    scale: float = 1.0
+
+
+@register_objective("plugin_scaled_ce", params=Params)
+class ScaledCE(Objective):
+    def __init__(self, p):
+        super().__init__()
+        self.scale = p.scale
+
+    def step_loss(self, model, batch):
+        logits = model(batch.clip)
+        return LossTerms(self.scale * F.cross_entropy(logits, batch.labels), logits)
+'''
+
+
+def test_a_plugin_file_registers_an_objective_for_the_command_line(tiny_benchmark, tmp_path, capsys, monkeypatch):
+    from helpers import write_config
+
+    from albar.cli import main
+
+    plugin = tmp_path / "my_albar_ext.py"
+    plugin.write_text(PLUGIN)
+    cfg = write_config(tmp_path, tiny_benchmark, "run", **{"optim.epochs": 1, "checkpoint.every_steps": 0})
+    fragment = "objective={name: plugin_scaled_ce, scale: 2.0}"
+    assert main(["train", "--config", str(cfg), "--no-progress", fragment]) == 2  # without it: an unknown name
+    assert "plugin_scaled_ce" in capsys.readouterr().err
+    assert main(["--plugin", str(plugin), "train", "--config", str(cfg), "--no-progress", fragment]) == 0
+    saved = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["config"]["objective"]
+    assert saved == {"name": "plugin_scaled_ce", "scale": 2.0}
+    # the environment variable does the same (accelerate launch, scripts); a second load is a no-op
+    monkeypatch.setenv("ALBAR_PLUGINS", str(plugin))
+    assert main(["--plugin", str(plugin), "eval", "--checkpoint", str(tmp_path / "run" / "last.pt"), "--out",
+                 str(tmp_path / "eval"), "--no-progress"]) == 0
+    monkeypatch.delenv("ALBAR_PLUGINS")
+    capsys.readouterr()
+    assert main(["--plugin", "no_such_albar_plugin", "models"]) == 2
+    assert "--plugin no_such_albar_plugin: no module named 'no_such_albar_plugin'" in capsys.readouterr().err
+    assert main(["--plugin", str(tmp_path / "absent.py"), "models"]) == 2
+    assert "absent.py: no such file" in capsys.readouterr().err
+    from albar.cli import _command
+
+    assert _command(["--plugin", "check-data.py", "check-data", "--help"]) == "check-data"  # the value is no command

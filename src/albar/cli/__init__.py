@@ -42,6 +42,7 @@ import warnings
 from pathlib import Path
 
 MAX_MESSAGE = 4000
+PLUGINS_ENV = "ALBAR_PLUGINS"
 _PACKAGE = Path(__file__).resolve().parents[1]  # src/albar
 _RUNTIME_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}  # the run got this far
 _RAISE_OPS = {dis.opmap[name] for name in ("RAISE_VARARGS", "RERAISE") if name in dis.opmap}
@@ -65,6 +66,10 @@ def build_parser(full: bool = True) -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="albar", description="Train video models on motion; measure static bias.")
     parser.add_argument("--version", action="version", version=f"albar {__version__}")
+    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                        help="import this module (dotted name, or a .py file) first: its registrations (models, "
+                             "objectives, batch methods, dataset layouts) become config names; repeatable, and "
+                             f"{PLUGINS_ENV}=a,b does the same (for accelerate launch and scripts)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="plain CE vs ALBAR on the synthetic benchmark (a few minutes on a CPU)")
@@ -180,8 +185,16 @@ def build_parser(full: bool = True) -> argparse.ArgumentParser:
 
 
 def _command(argv: list[str]) -> str | None:
-    """The sub-command in ``argv``: its first word that is not an option (the top level takes no values)."""
-    return next((a for a in argv if not a.startswith("-")), None)
+    """The sub-command in ``argv``: its first word that is neither an option nor ``--plugin``'s value."""
+    after_plugin = False
+    for a in argv:
+        if a == "--plugin":
+            after_plugin = True
+        elif after_plugin or a.startswith("-"):
+            after_plugin = False
+        else:
+            return a
+    return None
 
 
 def _shorten(text: str, limit: int = MAX_MESSAGE) -> str:
@@ -285,6 +298,7 @@ def _main(argv: list[str] | None) -> int:
         args.videos = [v for v in args.videos if v not in moved]
         args.overrides = [*args.overrides, *map(str, moved)]
     try:
+        load_plugins([*filter(None, os.environ.get(PLUGINS_ENV, "").split(",")), *args.plugin])
         return _run(args)
     except KeyboardInterrupt as err:  # Ctrl-C, or a stop signal (SIGTERM...) after the trainer saved and said so
         return int(getattr(err, "exit_code", 130))
@@ -299,6 +313,43 @@ def _main(argv: list[str] | None) -> int:
         if code is None:
             raise  # a bug: keep the traceback
         return _fail(_message(err), code)
+
+
+def load_plugins(names: list[str]) -> None:
+    """Import each registration module once, before any config is read: a dotted module name (on sys.path) or a
+    ``.py`` file (imported under its file stem). A plugin that is not there is a user error naming it; an
+    error inside the plugin keeps its traceback (it is the plugin's code)."""
+    import importlib
+    import importlib.util
+
+    for name in dict.fromkeys(n.strip() for n in names if n.strip()):
+        if name.endswith(".py") or os.sep in name:
+            path = Path(name).expanduser().resolve()
+            if not path.is_file():
+                raise ValueError(f"--plugin {name}: no such file")
+            known = sys.modules.get(path.stem)
+            if known is not None:
+                if Path(getattr(known, "__file__", "") or "").resolve() == path:
+                    continue  # imported already
+                raise ValueError(f"--plugin {name}: a module named {path.stem!r} is imported already "
+                                 f"({getattr(known, '__file__', None) or 'built in'}); rename the file")
+            spec = importlib.util.spec_from_file_location(path.stem, path)
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[path.stem] = module  # classes defined there pickle by this name (loader workers)
+            try:
+                spec.loader.exec_module(module)
+            except BaseException:
+                del sys.modules[path.stem]
+                raise
+            continue
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if err.name is None or not (name == err.name or name.startswith(err.name + ".")):
+                raise  # the plugin imports something missing: its own traceback says what
+            raise ValueError(f"--plugin {name}: no module named {err.name!r} on the Python path (a file: give "
+                             "its path ending in .py)") from None
 
 
 def _run(args: argparse.Namespace) -> int:
