@@ -155,13 +155,7 @@ def read_source(source: str | Path) -> CheckpointInfo:
             raise FileNotFoundError(f"{source}: a folder without {WEIGHTS_FILE}; give an albar checkpoint (.pt) or "
                                     "a folder written by `albar export`")
         return read_checkpoint(local)
-    state = read_exported(local)
-    classes = state.get("classes")
-    if classes is not None and not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
-        raise ValueError(f"{local}: 'classes' is not a list of class names")
-    config = state.get("config") if isinstance(state.get("config"), dict) else None
-    pre = state.get("preprocessing") if isinstance(state.get("preprocessing"), dict) else None
-    return CheckpointInfo(local, state, config, classes or None, pre)
+    return CheckpointInfo.from_state(local, read_exported(local))
 
 
 def load_model(source: str | Path, overrides: Sequence[str] = ()) -> tuple[torch.nn.Module, CheckpointInfo]:

@@ -74,6 +74,17 @@ class CheckpointInfo:
     classes: list[str] | None
     preprocessing: dict[str, Any] | None
 
+    @classmethod
+    def from_state(cls, path: Path, state: dict[str, Any]) -> CheckpointInfo:
+        """What ``state`` (a checkpoint or an exported model, read from ``path``) records; errors name the file."""
+        config = state.get("config") if isinstance(state.get("config"), dict) else None
+        classes = state.get("classes")
+        if classes is not None and not (isinstance(classes, (list, tuple))
+                                        and all(isinstance(c, str) for c in classes)):
+            raise ValueError(f"{path}: 'classes' is not a list of class names")
+        pre = state.get("preprocessing") if isinstance(state.get("preprocessing"), dict) else None
+        return cls(path, state, config, list(classes) if classes else None, pre)
+
 
 def read_checkpoint(path: str | Path) -> CheckpointInfo:
     """Load ``path`` (weights only, onto the CPU) and its metadata; errors name the file."""
@@ -81,12 +92,7 @@ def read_checkpoint(path: str | Path) -> CheckpointInfo:
     state = torch_load(path, "checkpoint")
     if not isinstance(state, dict):
         raise ValueError(f"{path} is not a checkpoint (a {type(state).__name__}, not a dict)")
-    config = state.get("config") if isinstance(state.get("config"), dict) else None
-    classes = state.get("classes")
-    if classes is not None and not (isinstance(classes, (list, tuple)) and all(isinstance(c, str) for c in classes)):
-        raise ValueError(f"{path}: 'classes' is not a list of class names")
-    pre = state.get("preprocessing") if isinstance(state.get("preprocessing"), dict) else None
-    return CheckpointInfo(path, state, config, list(classes) if classes else None, pre)
+    return CheckpointInfo.from_state(path, state)
 
 
 def resolve_config(
