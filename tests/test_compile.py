@@ -16,9 +16,9 @@ from test_gp_options import batch, cosine, small, tiny_swin
 from torchvision.models.video.swin_transformer import SwinTransformer3d
 
 from albar.cli import main
-from albar.config import parse_config
+from albar.config import load_config, parse_config
 from albar.objectives import ALBARLoss, gradient_penalty
-from albar.objectives.albar import _replay, _rng_states, uncompiled
+from albar.objectives.albar import _replay, _rng_states
 
 
 def param_grads(model: torch.nn.Module, call: torch.nn.Module, crit: ALBARLoss, clip, target, seed: int = 5):
@@ -29,14 +29,54 @@ def param_grads(model: torch.nn.Module, call: torch.nn.Module, crit: ALBARLoss, 
     return [p.grad.clone() for p in model.parameters()]
 
 
-def test_uncompiled_sees_through_both_ways_of_compiling():
+class Wrap(torch.nn.Module):
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x)
+
+
+def _regional(model: torch.nn.Module) -> torch.nn.Module:
+    model.features.compile(backend="aot_eager", dynamic=False)  # one region compiled in place
+    return model
+
+
+WRAPPINGS = {  # how users compile: each must train ALBAR's exact penalty with the eager gradients
+    "torch.compile(m)": lambda m: torch.compile(m, backend="aot_eager", dynamic=False),
+    "compile(compile(m))": lambda m: torch.compile(torch.compile(m, backend="aot_eager"), backend="aot_eager"),
+    "Wrap(compile(m))": lambda m: Wrap(torch.compile(m, backend="aot_eager", dynamic=False)),
+    "regional: m.features.compile()": _regional,
+}
+
+
+@pytest.mark.parametrize("wrap", list(WRAPPINGS))
+def test_every_way_of_compiling_trains_the_exact_penalty_with_the_eager_gradients(wrap):
     model = small()
-    assert uncompiled(model) is model
-    assert uncompiled(torch.compile(model, backend="aot_eager")) is model
-    other = small()
-    other.compile(backend="aot_eager")
-    x = torch.randn(2, 3, 4, 16, 16)
-    assert torch.equal(uncompiled(other)(x), torch.nn.Module.__call__(small(), x))
+    clip, target = batch((4, 3, 4, 16, 16))
+    crit = ALBARLoss(w_adv=1.0, w_ent=4.0, w_gp=10.0)
+    eager = param_grads(model, model, crit, clip, target)
+    compiled = param_grads(model, WRAPPINGS[wrap](model), crit, clip, target)
+    assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(compiled, eager))
+
+
+def test_ddp_around_a_compiled_model_trains_the_exact_penalty(tmp_path):
+    """What ``accelerator.prepare(torch.compile(model))`` makes: DDP outside, the compiled module inside."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        model = small()
+        clip, target = batch((4, 3, 4, 16, 16))
+        crit = ALBARLoss(w_adv=1.0, w_ent=4.0, w_gp=10.0, motion_first=True)
+        eager = param_grads(model, model, crit, clip, target)
+        ddp = DistributedDataParallel(torch.compile(model, backend="aot_eager", dynamic=False))
+        compiled = param_grads(model, ddp, crit, clip, target)
+    finally:
+        dist.destroy_process_group()
+    assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(compiled, eager))
 
 
 def test_a_compiled_graph_refuses_the_double_backward():
@@ -115,6 +155,16 @@ def test_compile_shorthand_and_bad_backend_are_checked_before_any_work(tiny_benc
     assert not (tmp_path / "bad").exists()
     assert main(["train", "--config", str(cfg), "--no-progress", "compile.mode=fastest"]) == 2
     assert "compile.mode" in capsys.readouterr().err
+    assert main(["train", "--config", str(cfg), "--no-progress", "compile.backend=inducter"]) == 2  # even when off
+    assert "compile.backend" in capsys.readouterr().err
+    assert main(["train", "--config", str(cfg), "--no-progress", "compile='maybe'"]) == 2
+    assert "compile: true, false or a section" in capsys.readouterr().err
+    # the switch and its keys together, on the line or over a YAML `compile: true`
+    assert parse_config({"compile": True}).compile == load_config(None, ["compile=true"]).compile
+    assert load_config(None, ["compile=true", "compile.backend=aot_eager"]).compile.backend == "aot_eager"
+    # CPU autocast + compiled Conv3d backward gives wrong gradients in this torch: refused, not trained on
+    assert main(["train", "--config", str(cfg), "--no-progress", "compile=true", "mixed_precision=bf16"]) == 2
+    assert "compile.enabled with mixed_precision=bf16 on the CPU" in capsys.readouterr().err
 
 
 def test_swin_under_inductor_keeps_the_exact_penalty_eager():
@@ -126,3 +176,16 @@ def test_swin_under_inductor_keeps_the_exact_penalty_eager():
     eager = param_grads(model, model, crit, clip, target)
     compiled = param_grads(model, torch.compile(model, dynamic=False), crit, clip, target)
     assert cosine(compiled, eager) > 0.9999
+
+
+def test_a_run_compiled_by_accelerate_writes_plain_checkpoints(tiny_benchmark, tmp_path, monkeypatch):
+    """`accelerate launch --dynamo_backend X` compiles the whole model in prepare(): the penalty's pass must still
+    run eager, and the checkpoints must not carry torch.compile's `_orig_mod.` keys (eval and resume read them)."""
+    monkeypatch.setenv("ACCELERATE_DYNAMO_BACKEND", "AOT_EAGER")  # what `--dynamo_backend aot_eager` exports
+    cfg = write_config(tmp_path, tiny_benchmark, "acc", **{"optim.epochs": 1, "checkpoint.every_steps": 0})
+    assert main(["train", "--config", str(cfg), "--no-progress"]) == 0
+    monkeypatch.delenv("ACCELERATE_DYNAMO_BACKEND")
+    saved = torch.load(tmp_path / "acc" / "last.pt", weights_only=True)["model"]
+    assert saved and not any(k.startswith("_orig_mod.") for k in saved)
+    assert main(["eval", "--checkpoint", str(tmp_path / "acc" / "model.pt"), "--out", str(tmp_path / "ev"),
+                 "--no-progress"]) == 0

@@ -99,6 +99,12 @@ def test_sdpa_attention_trains_albar_exactly_and_the_cli_refuses_kernels_without
         albar_loss(model, x, y, w_gp=10.0).total.backward()  # ...ALBAR's penalty pass runs its math kernel
         grads[attn] = torch.cat([p.grad.flatten() for p in model.parameters()])
     assert torch.allclose(grads["sdpa"], grads["eager"], rtol=1e-4, atol=1e-6)
+    # with the static pass checkpointed too: its recomputation in backward runs the math kernel again
+    torch.manual_seed(0)
+    model = build_model("hf:videomae", 4, **FAMILIES["hf:videomae"], attn_implementation="sdpa").train()
+    albar_loss(model, x, y, w_gp=10.0, checkpoint_static=True).total.backward()
+    assert torch.allclose(torch.cat([p.grad.flatten() for p in model.parameters()]), grads["eager"], rtol=1e-4,
+                          atol=1e-6)
     # transformers' default for VideoMAE is sdpa: the model albar builds without attn_implementation
     assert build_model("hf:videomae", 4, **FAMILIES["hf:videomae"]).hf.config._attn_implementation == "sdpa"
     cfg = write_config(tmp_path, tiny_benchmark, "flash", **{"model.name": "hf:videomae", "model.kwargs": {

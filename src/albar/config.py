@@ -87,6 +87,10 @@ class CompileConfig(_Strict):
     fullgraph: bool = False
 
 
+# sections that a bool switches on or off: `compile: true` is `compile: {enabled: true}`
+SWITCH_SECTIONS = ("compile",)
+
+
 class TrainConfig(_Strict):
     out_dir: Path = Path("runs/albar")
     resume: Union[Literal["auto", "never"], Path] = "auto"  # auto: continue from out_dir/last.pt if present
@@ -113,7 +117,11 @@ class TrainConfig(_Strict):
     @field_validator("compile", mode="before")
     @classmethod
     def _compile_switch(cls, v: object) -> object:
-        return {"enabled": v} if isinstance(v, bool) else v
+        if isinstance(v, bool):
+            return {"enabled": v}
+        if not isinstance(v, (dict, CompileConfig)):
+            raise ValueError(f"true, false or a section with keys {', '.join(CompileConfig.model_fields)}")
+        return v
 
     @field_validator("threads")
     @classmethod
@@ -248,6 +256,8 @@ def apply_override(data: dict[str, Any], override: str) -> None:
     node = data
     for i, part in enumerate(parts[:-1]):
         child = node.setdefault(part, {})
+        if isinstance(child, bool) and i == 0 and part in SWITCH_SECTIONS:  # `compile: true` + compile.mode=...
+            child = node[part] = {"enabled": child}
         if not isinstance(child, dict):
             raise ConfigError(f"override {override!r}: {'.'.join(parts[: i + 1])} is not a section")
         node = child

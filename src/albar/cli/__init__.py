@@ -417,7 +417,7 @@ def _check_before_data(cfg) -> None:
 
     from albar.models import hf
     from albar.models.registry import check_model_kwargs, check_weights_source
-    from albar.training.compile import check_backend
+    from albar.training.compile import check_backend, check_precision
 
     m = cfg.model
     check_model_kwargs(m.name, m.kwargs)
@@ -432,6 +432,10 @@ def _check_before_data(cfg) -> None:
                              f"{' or '.join(hf.DOUBLE_BACKWARD_ATTENTIONS)} attention can (or objective.gp_mode="
                              "finite_difference); leave attn_implementation unset")
     check_backend(cfg.compile)
+    if cfg.compile.enabled:
+        import torch
+
+        check_precision(cfg.compile, "cuda" if torch.cuda.is_available() else "cpu", cfg.mixed_precision)
     if cfg.log.wandb and importlib.util.find_spec("wandb") is None:
         raise ValueError("log.wandb: true needs the wandb package: pip install 'albar[wandb]' (or set log.wandb=false)")
 

@@ -8,7 +8,6 @@ All terms update all parameters in one step: there is no separate adversary.
 
 from __future__ import annotations
 
-import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint
 from pydantic import BaseModel, ConfigDict, Field
-from torch import Tensor, nn
+from torch import Tensor
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from albar.objectives.base import Objective, StepInput
@@ -232,16 +231,18 @@ def finite_difference_penalty(
     return diff.mean() / ncols
 
 
-def uncompiled(model: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
-    """``model`` without torch.compile, for the pass whose input gradient is differentiated again (AOTAutograd
-    refuses double backward). Sees through ``torch.compile(module)`` and ``module.compile()``; the parameters
-    are the same ones, so both paths train one model."""
-    eval_frame = sys.modules.get("torch._dynamo.eval_frame")  # not imported (0.9 s): nothing can be compiled
-    if eval_frame is not None and isinstance(model, eval_frame.OptimizedModule):
-        return model._orig_mod
-    if isinstance(model, nn.Module) and getattr(model, "_compiled_call_impl", None) is not None:
-        return model._call_impl  # what __call__ runs when not compiled (hooks included)
-    return model
+def double_backward_safe(model: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+    """``model`` as the pass whose input gradient is differentiated again must run it: every torch.compile in
+    it ignored (compiled graphs refuse double backward; ``force_eager`` reaches nested, regional and wrapped
+    compilation: ``torch.compile(DDP(m))``, ``DDP(torch.compile(m))``, ``m.block.compile()``...) and
+    ``scaled_dot_product_attention`` on its math kernel (the fused kernels' backward is not differentiable).
+    Both are set inside the call, so a checkpointed pass's recomputation in backward runs the same way."""
+
+    def run(x: Tensor) -> Tensor:
+        with torch.compiler.set_stance("force_eager"), sdpa_kernel(SDPBackend.MATH):
+            return model(x)
+
+    return run
 
 
 def _static_pass(
@@ -261,11 +262,9 @@ def _static_pass(
         """Logits of ``inp`` (requiring grad) and their penalty. The exact penalty's pass runs eager and with
         SDPA's math kernel: compiled graphs and the fused attention kernels have no double backward."""
         if gp_mode == "exact":
-            eager = uncompiled(model)
-            with sdpa_kernel(SDPBackend.MATH):
-                out = (torch.utils.checkpoint.checkpoint(eager, inp, use_reentrant=False) if checkpoint_static
-                       else eager(inp))
-                return out, gradient_penalty(out, inp, gp_norm)
+            net = double_backward_safe(model)
+            out = torch.utils.checkpoint.checkpoint(net, inp, use_reentrant=False) if checkpoint_static else net(inp)
+            return out, gradient_penalty(out, inp, gp_norm)
         rng = _rng_states(inp.device)
         out = static_forward(inp)
         return out, finite_difference_penalty(static_forward, out, inp, gp_norm, fd_step, fd_scheme, rng)
@@ -326,10 +325,9 @@ def albar_loss(
     ``gp_mode="finite_difference"``: :func:`finite_difference_penalty` (first-order only; ``fd_step``,
     ``fd_scheme``) instead of the double backward.
 
-    A compiled ``model`` (``torch.compile(module)`` or ``module.compile()``) runs every first-order pass; the
-    exact penalty's pass runs the same module eager (:func:`uncompiled`). That pass also runs
-    ``scaled_dot_product_attention`` on its math kernel (the fused ones have no double backward), so models
-    with SDPA attention keep their fused kernels everywhere else.
+    A compiled ``model`` (``torch.compile``, ``module.compile()``, whole or in regions) runs every first-order
+    pass compiled; the exact penalty's pass runs it eager and with SDPA's math kernel
+    (:func:`double_backward_safe`), so models with SDPA attention keep their fused kernels everywhere else.
     """
     use_static = any(w != 0 for w in (w_adv, w_ent, w_gp))
     if not use_static:

@@ -8,6 +8,7 @@ and the resolved config. Only ``last.pt`` holds the training state that a run re
 
 from __future__ import annotations
 
+import inspect
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,6 +178,15 @@ class LoopState:
     last_lr: float = 0.0  # the learning rate the last optimiser step used
 
 
+def bare_model(accelerator: Accelerator, model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` without DDP and without torch.compile's wrapper (``accelerate launch --dynamo_backend``
+    compiles it; recent accelerate keeps that wrapper by default, its keys starting ``_orig_mod.``): the
+    module whose weights every checkpoint, export and evaluation reads and writes."""
+    if "keep_torch_compile" in inspect.signature(accelerator.unwrap_model).parameters:
+        return accelerator.unwrap_model(model, keep_torch_compile=False)
+    return accelerator.unwrap_model(model)
+
+
 class RunCheckpoint:
     """The checkpoints of one run: ``last.pt`` (resumable: weights, optimiser, schedule, scaler, loop position,
     every rank's random state, the running sums of a part-done epoch) and ``best.pt`` (weights), each with
@@ -194,7 +204,7 @@ class RunCheckpoint:
         self.objective: torch.nn.Module | None = None  # an objective with weights of its own (SDN's head)
 
     def weights(self) -> dict[str, torch.Tensor]:
-        return self.accelerator.unwrap_model(self.model).state_dict()
+        return bare_model(self.accelerator, self.model).state_dict()
 
     def resume_path(self, resume: str | Path) -> Path | None:
         """The checkpoint ``cfg.resume`` asks for: ``auto`` -> last.pt when it exists, ``never`` -> None."""
@@ -208,7 +218,7 @@ class RunCheckpoint:
         saved = load_resume_state(path)
         acc = self.accelerator
         try:
-            acc.unwrap_model(self.model).load_state_dict(saved["model"])
+            bare_model(acc, self.model).load_state_dict(saved["model"])
         except RuntimeError as err:  # another architecture or number of classes
             detail = str(err).strip().splitlines()
             raise ValueError(f"{path}: its weights do not fit this run's model ({'; '.join(detail[1:4]) or detail[0]})"

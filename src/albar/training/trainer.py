@@ -44,11 +44,12 @@ from albar.training.checkpoint import (
     LoopState,
     NonFiniteLossError,
     RunCheckpoint,
+    bare_model,
     checkpoint_meta,
     fresh_epoch_stats,
     rng_state,
 )
-from albar.training.compile import compile_for_steps
+from albar.training.compile import check_precision, compile_for_steps
 from albar.training.schedule import scaled_lr, warmup_cosine
 from albar.utils import atomic_write_text, ensure_folder
 
@@ -371,6 +372,7 @@ def build_training(cfg: TrainConfig, train_set: Dataset, accelerator: Accelerato
     run = Training(cfg, accelerator, model, optimizer, scheduler, sampler, loader, objective, method,
                    steps_per_epoch, checkpoint, out)
     if cfg.compile.enabled:
+        check_precision(cfg.compile, accelerator.device.type, cfg.mixed_precision)
         run.step_model = compile_for_steps(model, cfg.compile)
         if main:  # the first steps are slow while it compiles: say why
             c = cfg.compile
@@ -594,5 +596,5 @@ def train(
         run.stop.restore()
         if run.steps_log is not None:
             run.steps_log.close()
-    return TrainResult(model=accelerator.unwrap_model(run.model), accelerator=accelerator,
+    return TrainResult(model=bare_model(accelerator, run.model), accelerator=accelerator,
                        history=state.history, best_score=state.best, step=state.step)
