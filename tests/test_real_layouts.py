@@ -486,6 +486,15 @@ def test_set_level_gaps_in_a_release_cost_only_what_is_missing(tmp_path):
         f.unlink()
     stray = bias / "HMDB51_SCUBA_Stripe" / "x__y__0.zip"
     release_zip(stray, clip(0))
+    # what else lands in a downloaded folder: a note, OS metadata, a subfolder, an upper-case extension
+    scuba_dir = bias / "HMDB51_SCUBA_Stripe"
+    n_clips = len(list(scuba_dir.glob("*.zip"))) - 1
+    (scuba_dir / "README.txt").write_text("Stripe backgrounds\n")
+    (scuba_dir / ".DS_Store").write_bytes(b"\0")
+    (scuba_dir / "extra").mkdir()
+    release_zip(scuba_dir / "extra" / f"{FENCE[0]}__7.zip", clip(0))
+    renamed = sorted(p for p in scuba_dir.glob("*.zip") if p != stray)[0]
+    renamed.rename(renamed.with_suffix(".ZIP"))
     cfg = load_config(None, [f"{k}={json.dumps(v)}" for k, v in hmdb_config(tmp_path, tmp_path / "run").items()])
     said: list[str] = []
     data = build_data(cfg.data, seed=0, num_classes=2, progress=False, warn=said.append)
@@ -496,9 +505,12 @@ def test_set_level_gaps_in_a_release_cost_only_what_is_missing(tmp_path):
     assert "HMDB51_ConflFG_Stripe" in text and "no files: set skipped" in text
     assert f"{stray}" in text and "left out" in text
     # the stray file is in no denominator: the data say so, for the results (``left_out_files``)
-    assert list(data.left_out["scuba_stripe"]) == [str(stray)]  # (scufo_stripe: the layout's still without clip)
+    assert len(data.scuba["stripe"].items) == n_clips  # the .ZIP clip is a clip
+    assert sorted(data.left_out["scuba_stripe"]) == sorted(map(str, [stray, scuba_dir / "README.txt",
+                                                                    scuba_dir / "extra"]))  # not .DS_Store
+    assert "not a .zip file" in data.left_out["scuba_stripe"][str(scuba_dir / "README.txt")]
     from albar.evaluation.suite import with_left_out
 
     summary = with_left_out({"sets": {"scuba_stripe": {"items": 3}, "iid": {"items": 6}}}, data.left_out)
-    assert summary["sets"] == {"scuba_stripe": {"items": 3, "left_out": 1}, "iid": {"items": 6}}
+    assert summary["sets"] == {"scuba_stripe": {"items": 3, "left_out": 3}, "iid": {"items": 6}}
     assert summary["left_out_files"] == {"scuba_stripe": data.left_out["scuba_stripe"]}  # only evaluated sets

@@ -85,6 +85,16 @@ def test_predict_text_output_names_classes(layout, tmp_path, capsys):
     assert "brush_hair" in out and "cartwheel" in out
 
 
+def test_recorded_class_names_that_cannot_name_the_outputs_are_refused(layout, tmp_path, capsys):
+    video = layout / "videos" / "brush_hair" / "brush_hair_v4_f_nm_np1_fr_med_4.avi"
+    three = hand_checkpoint(layout, tmp_path / "three.pt", classes=[*CLASSES, "wave"])  # a 2-class head
+    assert main(["predict", "--checkpoint", str(three), "--videos", str(video), "--device", "cpu"]) == 2
+    assert f"{three} records 3 class names for model.num_classes=2" in capsys.readouterr().err
+    twice = hand_checkpoint(layout, tmp_path / "twice.pt", classes=[CLASSES[0], CLASSES[0]])
+    assert main(["predict", "--checkpoint", str(twice), "--videos", str(video), "--device", "cpu"]) == 2
+    assert f"{twice}: 'classes' names {CLASSES[0]!r} more than once" in capsys.readouterr().err
+
+
 def test_old_checkpoint_needs_config_and_then_gets_the_layouts_class_names(layout, tmp_path, capsys):
     ckpt = hand_checkpoint(layout, tmp_path / "old.pt", with_meta=False)
     video = layout / "videos" / "brush_hair" / "brush_hair_v4_f_nm_np1_fr_med_4.avi"

@@ -15,6 +15,9 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
+# said with an unknown name: entries of one's own are registered by importing their module
+PLUGIN_HINT = "one of your own? load its module first: albar --plugin ./my_ext.py, or import it"
+
 
 def declared(fn: Any, offered: Mapping[str, Any] | None) -> dict[str, Any]:
     """The entries of ``offered`` (run context: ``config``, ``model``, ``train_items``...) that ``fn`` declares as
@@ -67,7 +70,8 @@ class Registry(Generic[E]):
         try:
             return self._entries[name]
         except KeyError:
-            raise ValueError(f"unknown {self.kind} {name!r}; registered: {', '.join(self.names())}") from None
+            raise ValueError(f"unknown {self.kind} {name!r}; registered: {', '.join(self.names())} "
+                             f"({PLUGIN_HINT})") from None
 
     def names(self) -> list[str]:
         return sorted(self._entries)
@@ -102,7 +106,7 @@ class NamedConfig(BaseModel):
     def _validate_params(self) -> NamedConfig:
         if self.name not in self.registry:
             raise ValueError(f"{self.section}.name: unknown {self.registry.kind} {self.name!r}; registered: "
-                             f"{', '.join(self.registry.names())}")
+                             f"{', '.join(self.registry.names())} ({PLUGIN_HINT})")
         entry = self.registry.get(self.name)
         given = dict(self.__pydantic_extra__ or {})
         own = list(entry.params.model_fields)

@@ -458,9 +458,6 @@ def export_model(
     if bad is not None:
         raise ValueError(f"{info.path}: {bad[0]} holds {bad[1]} non-finite values; not exporting diverged weights")
     model = model_from_state(cfg.model.name, cfg.model.num_classes, state, str(info.path), **cfg.model.kwargs)
-    if info.classes is not None and len(info.classes) != cfg.model.num_classes:
-        raise ValueError(f"{info.path}: {len(info.classes)} class names for model.num_classes="
-                         f"{cfg.model.num_classes}")
     config = cfg.model_dump(mode="json")
     meta: dict[str, Any] = {
         "config": config, "classes": info.classes,

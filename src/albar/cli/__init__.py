@@ -290,6 +290,8 @@ def _main(argv: list[str] | None) -> int:
     # overrides may come after options too (argparse stops collecting positionals at the first option)
     extra = [u for u in unknown if "=" in u and not u.startswith("-")]
     if len(extra) != len(unknown) or (extra and not hasattr(args, "overrides")):
+        if "--plugin" in unknown:
+            parser.error("--plugin goes before the command: albar --plugin MODULE train ...")
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if extra:
         args.overrides = [*args.overrides, *extra]
@@ -298,7 +300,8 @@ def _main(argv: list[str] | None) -> int:
         args.videos = [v for v in args.videos if v not in moved]
         args.overrides = [*args.overrides, *map(str, moved)]
     try:
-        load_plugins([*filter(None, os.environ.get(PLUGINS_ENV, "").split(",")), *args.plugin])
+        load_plugins(os.environ.get(PLUGINS_ENV, "").split(","), source=PLUGINS_ENV)
+        load_plugins(args.plugin)
         return _run(args)
     except KeyboardInterrupt as err:  # Ctrl-C, or a stop signal (SIGTERM...) after the trainer saved and said so
         return int(getattr(err, "exit_code", 130))
@@ -315,10 +318,11 @@ def _main(argv: list[str] | None) -> int:
         return _fail(_message(err), code)
 
 
-def load_plugins(names: list[str]) -> None:
+def load_plugins(names: list[str], source: str = "--plugin") -> None:
     """Import each registration module once, before any config is read: a dotted module name (on sys.path) or a
-    ``.py`` file (imported under its file stem). A plugin that is not there is a user error naming it; an
-    error inside the plugin keeps its traceback (it is the plugin's code)."""
+    ``.py`` file (imported under its file stem, which must not be another module's name). A plugin that is not
+    there is a user error naming it (and ``source``: the option or the environment variable); an error inside
+    the plugin keeps its traceback (it is the plugin's code)."""
     import importlib
     import importlib.util
 
@@ -326,13 +330,21 @@ def load_plugins(names: list[str]) -> None:
         if name.endswith(".py") or os.sep in name:
             path = Path(name).expanduser().resolve()
             if not path.is_file():
-                raise ValueError(f"--plugin {name}: no such file")
+                raise ValueError(f"{source} {name}: no such file" + (
+                    " (a package folder: give its name, with its parent folder on PYTHONPATH)" if path.is_dir()
+                    else ""))
             known = sys.modules.get(path.stem)
-            if known is not None:
-                if Path(getattr(known, "__file__", "") or "").resolve() == path:
-                    continue  # imported already
-                raise ValueError(f"--plugin {name}: a module named {path.stem!r} is imported already "
-                                 f"({getattr(known, '__file__', None) or 'built in'}); rename the file")
+            if known is not None and Path(getattr(known, "__file__", "") or "").resolve() == path:
+                continue  # imported already
+            try:
+                other = known or importlib.util.find_spec(path.stem)
+            except (ImportError, ValueError):
+                other = None
+            where = getattr(other, "__file__", None) or getattr(other, "origin", None)
+            if other is not None and (where is None or Path(where).resolve() != path):
+                raise ValueError(f"{source} {name}: {path.stem!r} is the name of another module "
+                                 f"({where or 'built in'}); importing the file under it would replace that module: "
+                                 "rename the file")
             spec = importlib.util.spec_from_file_location(path.stem, path)
             assert spec is not None and spec.loader is not None
             module = importlib.util.module_from_spec(spec)
@@ -348,8 +360,8 @@ def load_plugins(names: list[str]) -> None:
         except ModuleNotFoundError as err:
             if err.name is None or not (name == err.name or name.startswith(err.name + ".")):
                 raise  # the plugin imports something missing: its own traceback says what
-            raise ValueError(f"--plugin {name}: no module named {err.name!r} on the Python path (a file: give "
-                             "its path ending in .py)") from None
+            raise ValueError(f"{source} {name}: no module named {err.name!r} on the Python path (a file in this "
+                             f"folder: give its path, ./{name.split('.')[-1]}.py, or set PYTHONPATH=.)") from None
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -207,8 +207,8 @@ def albar_bias_set(
     folder = bias_dir(root, dataset, kind, source)
     if not folder.is_dir():
         raise FileNotFoundError(f"bias set folder not found: {folder}")
-    pattern = "*.jpg" if kind == "SCUFO" else "*.zip"
-    files = sorted(folder.glob(pattern))
+    files, others = release_files(folder, kind)
+    pattern = " or ".join(f"*{e}" for e in RELEASE_SUFFIXES[kind])
     items, problems = [], {}
     for f in files:
         stem = f.stem
@@ -231,7 +231,29 @@ def albar_bias_set(
         raise LabelError(str(folder), problems)
     if not items:
         raise FileNotFoundError(f"no {pattern} files in {folder}")
-    return DatasetSplit(folder.name, items, list(classes), origin=str(folder), left_out=problems)
+    return DatasetSplit(folder.name, items, list(classes), origin=str(folder), left_out={**problems, **others})
+
+
+NOT_AN_ITEM = "not an item: "  # the reason's prefix for entries of a release folder that are not its kind of file
+# what a release folder's items are (case-insensitive: a renamed `.ZIP` is still a clip)
+RELEASE_SUFFIXES: dict[str, tuple[str, ...]] = {"SCUBA": (".zip",), "ConflFG": (".zip",), "SCUFO": (".jpg", ".jpeg")}
+
+
+def release_files(folder: Path, kind: str) -> tuple[list[Path], dict[str, str]]:
+    """(the files of a release folder that are items of a ``kind`` set, sorted; every other entry -> why it is
+    not read). Hidden entries (``.DS_Store``, ``._x.zip``) are OS metadata, not left-out data: skipped."""
+    suffixes = RELEASE_SUFFIXES[kind]
+    items, others = [], {}
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir():
+            others[str(entry)] = NOT_AN_ITEM + "a folder (the release keeps a set's files flat)"
+        elif entry.suffix.lower() in suffixes:
+            items.append(entry)
+        else:
+            others[str(entry)] = NOT_AN_ITEM + f"not a {' or '.join(suffixes)} file"
+    return items, others
 
 
 def stillmix_bias_set(

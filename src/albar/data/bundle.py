@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from albar.data.bias_sets import (
+    NOT_AN_ITEM,
     LabelFn,
     albar_bias_set,
     chain_labelers,
@@ -26,6 +27,7 @@ from albar.data.bias_sets import (
     complete_scufo,
     csv_labeler,
     find_bias_sets,
+    release_files,
     ucf_class,
 )
 from albar.data.dataset import ClipDataset
@@ -278,15 +280,15 @@ def _release_sets(
     if label_of is None:
         return found_sets
     for (kind, source), folder in mine.items():
-        if not any(folder.glob("*.jpg" if kind == "SCUFO" else "*.zip")):  # e.g. make-bias-set skipped every pair
+        if not release_files(folder, kind)[0]:  # e.g. make-bias-set skipped every pair
             run.problems.append(DataProblem(folder.name, str(folder), "layout", "no files: set skipped", fatal=False))
             continue
         split = run.attempt(folder.name, lambda k=kind, s=source: albar_bias_set(
             root, ds, k, s, label_of, classes, leave_out_unlabelled=True))
         if split is not None:
             found_sets[kind.lower()][source.lower()] = split
-            run.problems += [DataProblem(folder.name, path, "label", f"{why}: left out", fatal=False)
-                             for path, why in split.left_out.items()]
+            run.problems += [DataProblem(folder.name, path, "layout" if why.startswith(NOT_AN_ITEM) else "label",
+                                         f"{why}: left out", fatal=False) for path, why in split.left_out.items()]
     return found_sets
 
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from albar.data.layouts import LAYOUTS, SOURCES, DatasetLayout
 from albar.data.views import parse_view
+from albar.registry import PLUGIN_HINT
 from albar.synthetic.benchmark import BenchmarkSpec
 
 
@@ -108,7 +109,7 @@ class DataConfig(_Strict):
     @classmethod
     def _source(cls, v: str) -> str:
         if v not in SOURCES:
-            raise ValueError(f"unknown data source {v!r}; known: {', '.join(sorted(SOURCES))}")
+            raise ValueError(f"unknown data source {v!r}; known: {', '.join(sorted(SOURCES))} ({PLUGIN_HINT})")
         return v
 
     @property

@@ -427,7 +427,8 @@ def write_comparison(out: Path, runs: list[Run], baseline: str | None = None, ti
                     notes.append(f"{g.name}, seed {_seed_text([r.seed])}: {counts['left_out']} file(s) in the folder "
                                  f"of {set_name} were left out (no label or no pair; named in {r.path})")
     if base is None and len(groups) > 1:
-        notes.append("no baseline (none / plain CE) among the methods: no differences (use --baseline)")
+        notes.append("no baseline (none / plain CE) among the methods: no differences (albar report --baseline NAME "
+                     "picks one)")
     written: list[Path] = []
     title = title or default_title(groups)
     subtitle = (f"mean ± std over seeds {_seed_text(sorted(set(s for g in groups for s in g.seeds), key=str))}"

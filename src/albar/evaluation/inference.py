@@ -82,6 +82,9 @@ class CheckpointInfo:
         if classes is not None and not (isinstance(classes, (list, tuple))
                                         and all(isinstance(c, str) for c in classes)):
             raise ValueError(f"{path}: 'classes' is not a list of class names")
+        if classes and len(set(classes)) != len(classes):
+            twice = sorted({c for c in classes if list(classes).count(c) > 1})
+            raise ValueError(f"{path}: 'classes' names {', '.join(map(repr, twice))} more than once")
         pre = state.get("preprocessing") if isinstance(state.get("preprocessing"), dict) else None
         return cls(path, state, config, list(classes) if classes else None, pre)
 
@@ -109,6 +112,9 @@ def resolve_config(
     else:
         raise ConfigError(f"{info.path} does not record its config (written by an older albar, or a bare state "
                           "dict): pass --config with the config it was trained with")
+    if info.classes is not None and len(info.classes) != cfg.model.num_classes:
+        raise ValueError(f"{info.path} records {len(info.classes)} class names for model.num_classes="
+                         f"{cfg.model.num_classes}: its predictions could not be named")
     return cfg, mismatches(info, cfg)
 
 

@@ -16,6 +16,7 @@ from torchvision.models import video as tvv
 
 from albar.models import hf
 from albar.models.small import Small3DCNN
+from albar.registry import PLUGIN_HINT
 from albar.utils import torch_load
 
 _TORCHVISION = {
@@ -76,7 +77,7 @@ def check_model_kwargs(name: str, kwargs: Mapping[str, Any]) -> None:
         hf.check_kwargs(name, kwargs)
         return
     if name not in _TORCHVISION and name not in _LOCAL:
-        raise ValueError(f"model.name: unknown model {name!r}; known: {', '.join(list_models())}")
+        raise ValueError(f"model.name: unknown model {name!r}; known: {', '.join(list_models())} ({PLUGIN_HINT})")
     params = inspect.signature(_constructor(name)).parameters
     accepted = sorted(p for p, v in params.items() if p not in ("self", "num_classes", "weights", "progress")
                       and v.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY))
