@@ -196,6 +196,11 @@ def test_loss_and_config_default_to_the_official_norm_and_take_sample():
     assert ALBARLoss().gp_norm == "official" and TrainConfig().objective.gp_norm == "official"
     with pytest.raises(ValueError, match="gp_norm"):
         ALBARLoss(gp_norm="per-sample")
+    # the Python API refuses what the config refuses: a negative weight turns its term around
+    with pytest.raises(ValueError, match="w_ent"):
+        ALBARLoss(w_ent=-4.0)
+    with pytest.raises(ValueError, match="w_gp"):
+        ALBARLoss(w_gp=float("nan"))
 
 
 @pytest.mark.parametrize("dataset", ["hmdb51", "ucf101", "k400"])

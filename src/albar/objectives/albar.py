@@ -409,32 +409,20 @@ class ALBARLoss(Objective):
         fd_step: float = 1e-2, fd_scheme: FDScheme = "central",
     ) -> None:
         super().__init__()
-        named = frame in ("middle", "random", "first", "last")
-        if not (named or (isinstance(frame, int) and not isinstance(frame, bool))):
+        if isinstance(frame, bool):
             static_frame_index(1, frame)  # raises, with the same message as at run time
-        if gp_norm not in GP_NORMS:
-            raise ValueError(f"gp_norm must be one of {GP_NORMS}, got {gp_norm!r}")
-        if ramp_epochs < 0:
-            raise ValueError(f"ramp_epochs must be >= 0, got {ramp_epochs}")
-        if gp_batch is not None and gp_batch < 1:
-            raise ValueError(f"gp_batch must be >= 1 (or None for the whole batch), got {gp_batch}")
-        if gp_mode not in ("exact", "finite_difference"):
-            raise ValueError(f"gp_mode must be 'exact' or 'finite_difference', got {gp_mode!r}")
-        if fd_scheme not in ("forward", "central"):
-            raise ValueError(f"fd_scheme must be 'forward' or 'central', got {fd_scheme!r}")
-        if not 0 < fd_step < 1:
-            raise ValueError(f"fd_step must be in (0, 1) (relative to the clip's norm), got {fd_step}")
-        self.gp_norm, self.ramp_epochs = gp_norm, ramp_epochs
-        self.motion_first, self.checkpoint_static = motion_first, checkpoint_static
-        self.gp_batch, self.gp_mode, self.fd_step, self.fd_scheme = gp_batch, gp_mode, fd_step, fd_scheme
-        self.w_adv, self.w_ent, self.w_gp, self.frame, self.time_dim = w_adv, w_ent, w_gp, frame, time_dim
+        # the config's rules (ALBARParams) for the Python API too: one set of checks, one set of messages
+        p = ALBARParams(w_adv=w_adv, w_ent=w_ent, w_gp=w_gp, frame=frame, gp_norm=gp_norm, ramp_epochs=ramp_epochs,
+                        motion_first=motion_first, checkpoint_static=checkpoint_static, gp_batch=gp_batch,
+                        gp_mode=gp_mode, fd_step=fd_step, fd_scheme=fd_scheme)
+        self.w_adv, self.w_ent, self.w_gp, self.frame, self.time_dim = p.w_adv, p.w_ent, p.w_gp, p.frame, time_dim
+        self.gp_norm, self.ramp_epochs = p.gp_norm, p.ramp_epochs
+        self.motion_first, self.checkpoint_static = p.motion_first, p.checkpoint_static
+        self.gp_batch, self.gp_mode, self.fd_step, self.fd_scheme = p.gp_batch, p.gp_mode, p.fd_step, p.fd_scheme
 
     @classmethod
     def from_params(cls, params: ALBARParams) -> ALBARLoss:
-        return cls(params.w_adv, params.w_ent, params.w_gp, params.frame, gp_norm=params.gp_norm,
-                   ramp_epochs=params.ramp_epochs, motion_first=params.motion_first,
-                   checkpoint_static=params.checkpoint_static, gp_batch=params.gp_batch, gp_mode=params.gp_mode,
-                   fd_step=params.fd_step, fd_scheme=params.fd_scheme)
+        return cls(**params.model_dump())
 
     @property
     def per_sample_inputs(self) -> bool:  # type: ignore[override]
