@@ -27,7 +27,7 @@ from PIL import Image
 from albar.cli import main
 from albar.config import load_config
 from albar.data.bias_sets import albar_bias_set, class_labeler, conflfg_parts
-from albar.data.bundle import build_data, resolve_data
+from albar.data.bundle import build_data, resolve_data, warnings_of
 from albar.data.layouts import hmdb51_split, kinetics400_csv, read_classes, ucf101_split
 from albar.data.splits import holdout_split
 
@@ -473,6 +473,23 @@ def test_bias_sets_built_on_split_1_label_a_run_on_split_2(tmp_path):
     assert labels[f"{FENCE[0]}__1"] == 0 and labels[f"{WAVE[0]}__1"] == 1
     conf = {it.key: (it.label, it.extra["conflict_label"]) for it in spec.conflfg.items}
     assert conf[f"{WAVE[0]}__{FENCE[0]}__1"] == (1, 0)
+    assert not [p for p in spec.problems if p.kind == "leak"]  # no bias video is a training video of split 2
+
+    # one split-1 test video that split 3 trains on: its clips measure memory, and the run says so per set
+    lines = (splits / "wave_test_split1.txt").read_text().splitlines()
+    (splits / "wave_test_split3.txt").write_text("\n".join(
+        ln.replace(" 2 ", " 1 ") if ln.startswith(WAVE[1]) else ln for ln in lines) + "\n")
+    (splits / "fencing_test_split3.txt").write_text((splits / "fencing_test_split1.txt").read_text())
+    said: list[str] = []
+    for only_eval in (False, True):  # eval reads the training split's keys too
+        spec = resolve_data(cfg.data.model_copy(update={"split": 3}), num_classes=2, train=not only_eval,
+                            progress=False)
+        leaks = {p.set: p.reason for p in spec.problems if p.kind == "leak"}
+        assert sorted(leaks) == ["HMDB51_ConflFG_Stripe", "HMDB51_SCUBA_Stripe", "HMDB51_SCUFO_Stripe"]
+        assert leaks["HMDB51_SCUBA_Stripe"].startswith(f"2 of 6 clips come from videos this run trains on (first: "
+                                                       f"{WAVE[1]}__1)")
+        said += warnings_of(spec, train=not only_eval)
+    assert any("HMDB51_SCUBA_Stripe" in line and "memorised" in line for line in said)
 
 
 def test_set_level_gaps_in_a_release_cost_only_what_is_missing(tmp_path):

@@ -495,3 +495,35 @@ def test_checkpoint_meta_describes_the_preprocessing_and_survives_a_save(tmp_pat
     assert loaded["classes"] == ["brush_hair", "cartwheel"]
     assert TrainConfig.model_validate(loaded["config"]) == cfg
     assert yaml.safe_load(dump_config(cfg)) == loaded["config"]
+
+
+def test_ctrl_c_during_a_checkpoint_write_keeps_the_file_and_the_interrupt(tmp_path):
+    """Ctrl-C lands inside torch.save's writer (a multi-GB checkpoint takes seconds): the C++ zip writer turns
+    the KeyboardInterrupt into "unexpected pos" and both the file and the interrupt were lost. Now the write
+    completes, then the KeyboardInterrupt arrives (the trainer saves and exits 130)."""
+    state = {"w": torch.arange(100_000, dtype=torch.float32)}
+    calls = []
+
+    class CtrlCMidWrite:
+        def __init__(self, fh):
+            self.fh = fh
+
+        def write(self, data):
+            calls.append(len(data))
+            if len(calls) == 2:
+                signal.raise_signal(signal.SIGINT)  # as if the user pressed Ctrl-C now
+            return self.fh.write(data)
+
+        def flush(self):
+            self.fh.flush()
+
+    def write(tmp):
+        with open(tmp, "wb") as fh:
+            torch.save(state, CtrlCMidWrite(fh))
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(tmp_path / "last.pt", write)
+    assert len(calls) > 2  # the write went on after the signal
+    assert torch.equal(torch.load(tmp_path / "last.pt", weights_only=True)["w"], state["w"])
+    with pytest.raises(KeyboardInterrupt):  # and the handler is the default one again
+        signal.raise_signal(signal.SIGINT)

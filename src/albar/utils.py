@@ -13,8 +13,11 @@ import random
 import re
 import secrets
 import shutil
+import signal
 import socket
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +173,25 @@ def _write_error(path: Path, err: BaseException, tmp: Path | None = None) -> OSE
 _TORCH_WRITE_FAILURES = ("unexpected pos", "file write failed", "PytorchStreamWriter failed")
 
 
+@contextmanager
+def sigint_deferred() -> Iterator[None]:
+    """Ctrl-C held back until the block ends, then delivered as it would have been. Inside ``torch.save``'s
+    writer a KeyboardInterrupt becomes a RuntimeError ("unexpected pos ...") that loses the checkpoint and the
+    interrupt both; after the block the file is whole and the interrupt is still a KeyboardInterrupt. Only the
+    main thread receives signals: elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: got.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
+        if got:
+            signal.raise_signal(signal.SIGINT)
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``.
 
@@ -194,26 +216,27 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
             continue
         except OSError as err:
             raise _write_error(path, err) from err
-    try:
-        write(tmp)
-        fd = os.open(tmp, os.O_RDONLY)
+    with sigint_deferred():
         try:
-            os.fsync(fd)  # a full disk may only show here (delayed allocation)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException as err:
-        translated = None
-        if isinstance(err, OSError) or (
-                isinstance(err, RuntimeError) and any(s in str(err) for s in _TORCH_WRITE_FAILURES)):
-            translated = _write_error(path, err, tmp)  # before the unlink frees the space it looks at
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
-        if translated is not None:
-            raise translated from err
-        raise
+            write(tmp)
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)  # a full disk may only show here (delayed allocation)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+        except BaseException as err:
+            translated = None
+            if isinstance(err, OSError) or (
+                    isinstance(err, RuntimeError) and any(s in str(err) for s in _TORCH_WRITE_FAILURES)):
+                translated = _write_error(path, err, tmp)  # before the unlink frees the space it looks at
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
+            if translated is not None:
+                raise translated from err
+            raise
     try:
         fd = os.open(path.parent, os.O_RDONLY)
     except OSError:

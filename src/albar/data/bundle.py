@@ -25,9 +25,11 @@ from albar.data.bias_sets import (
     check_pairing,
     class_labeler,
     complete_scufo,
+    conflfg_parts,
     csv_labeler,
     find_bias_sets,
     release_files,
+    strip_instance,
     ucf_class,
 )
 from albar.data.dataset import ClipDataset
@@ -55,7 +57,7 @@ class DataProblem:
 
     set: str
     file: str
-    kind: str  # usage, layout, label, num_classes, duplicate, pairing, missing, unreadable, frames
+    kind: str  # usage, layout, label, num_classes, duplicate, pairing, leak, missing, unreadable, frames
     reason: str
     fatal: bool = True
 
@@ -83,6 +85,8 @@ class ResolvedData:
     problems: list[DataProblem] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     config: DataConfig | None = None  # the resolved section (synthetic: pointing at the built lists)
+    # the keys of the videos this config trains on, also when only evaluating (read where the layout gives them)
+    train_keys: set[str] = field(default_factory=set)
 
     def roles(self) -> dict[str, DatasetSplit]:
         """Every split by role: train, val, test, scuba_<source>, scufo_<source>, conflfg."""
@@ -324,8 +328,34 @@ def resolve_data(
     _bias_splits(cfg, spec, run, num_classes, known_splits)
     _no_duplicate_keys(spec, run)
     _pair(cfg, spec, run)
+    _no_training_videos(spec, run, {it.key for s in known_splits for it in s.items})
     spec.problems = run.problems
     return spec
+
+
+def _no_training_videos(spec: ResolvedData, run: _Collect, known_keys: set[str]) -> None:
+    """A bias clip cut from a video the run trains on measures what the model memorised, not its bias (e.g.
+    HMDB51's split-1 release with a split-2 or 3 run): said per set, with a count and an example (not fatal:
+    the set is still evaluated). SCUBA/SCUFO keys are ``<video key>__<n>``; ConflFG's moving part counts."""
+    if not spec.train_keys:
+        return
+    sets = {**{f"scuba_{k}": v for k, v in spec.scuba.items()}, **{f"scufo_{k}": v for k, v in spec.scufo.items()}}
+    if spec.conflfg is not None:
+        sets["conflfg"] = spec.conflfg
+    for name, split in sets.items():
+        leaked = []
+        for it in split.items:
+            try:
+                video = conflfg_parts(it.key, known_keys)[0] if name == "conflfg" else strip_instance(it.key)
+            except KeyError:
+                continue
+            if video in spec.train_keys:
+                leaked.append(it.key)
+        if leaked:
+            run.problems.append(DataProblem(split.name, split.origin or name, "leak", (
+                f"{len(leaked)} of {len(split.items)} clips come from videos this run trains on (first: "
+                f"{leaked[0]}): they measure what the model memorised, not its bias; evaluated anyway (was the set "
+                "made for another split?)"), fatal=False))
 
 
 def _layout_splits(cfg: DataConfig, spec: ResolvedData, run: _Collect, num_classes: int | None, train: bool,
@@ -341,6 +371,7 @@ def _layout_splits(cfg: DataConfig, spec: ResolvedData, run: _Collect, num_class
           if train or cfg.source != "kinetics400" else None)
     spec.test = run.attempt(name, lambda: official_split(cfg, "test", classes))
     spec.train = tr if train else None
+    spec.train_keys = {it.key for it in tr.items} if tr is not None else set()
     # every labelled line of the split files: only bias sets need it (they may come from another split)
     every = run.attempt(name, lambda: layout_of(cfg).labelled(cfg, classes)) if cfg.bias_root is not None else None
     known_splits += [s for s in (tr, spec.test, every) if s is not None]
@@ -376,6 +407,8 @@ def _list_splits(cfg: DataConfig, spec: ResolvedData, run: _Collect, num_classes
         setattr(spec, role, split)
         if split is not None:
             known_splits.append(split)
+            if role == "train":
+                spec.train_keys = {it.key for it in split.items}
     return classes
 
 
