@@ -117,17 +117,7 @@ def build_model(name: str, num_classes: int, weights: str | None = None, **kwarg
     without ``weights`` starts from that model's pretrained weights, with a new head.
     """
     check_model_kwargs(name, kwargs)
-    if hf.is_hf(name):
-        model = hf.build_hf(name, num_classes, pretrained=not weights and "/" in name, **kwargs)
-        if weights:
-            load_checkpoint_weights(model, weights)
-        return model
-    if name in _LOCAL:
-        model = _construct(name, _LOCAL[name], kwargs, num_classes=num_classes)
-        if weights:
-            load_checkpoint_weights(model, weights)
-        return model
-    if weights and not looks_like_path(weights):
+    if weights and not hf.is_hf(name) and name not in _LOCAL and not looks_like_path(weights):
         enum = get_model_weights(name)
         member = weights.split(".")[-1]
         if member not in enum.__members__:
@@ -136,10 +126,20 @@ def build_model(name: str, num_classes: int, weights: str | None = None, **kwarg
             )
         model = _construct(name, _TORCHVISION[name], kwargs, weights=enum[member])
         return replace_head(model, num_classes)
-    model = replace_head(_construct(name, _TORCHVISION[name], kwargs, weights=None), num_classes)
+    model = _architecture(name, num_classes, kwargs, hf_pretrained=not weights and "/" in name)
     if weights:
         load_checkpoint_weights(model, weights)
     return model
+
+
+def _architecture(name: str, num_classes: int, kwargs: Mapping[str, Any], hf_pretrained: bool = False) -> nn.Module:
+    """``name`` with ``num_classes`` outputs and fresh weights (``hf_pretrained``: an ``hf:<model id>``'s own
+    weights under a new head), the one constructor behind :func:`build_model` and :func:`model_from_state`."""
+    if hf.is_hf(name):
+        return hf.build_hf(name, num_classes, pretrained=hf_pretrained, **kwargs)
+    if name in _LOCAL:
+        return _construct(name, _LOCAL[name], kwargs, num_classes=num_classes)
+    return replace_head(_construct(name, _TORCHVISION[name], kwargs, weights=None), num_classes)
 
 
 def looks_like_path(weights: str) -> bool:
@@ -181,12 +181,7 @@ def model_from_state(name: str, num_classes: int, state: Mapping[str, Any], sour
     """The architecture ``name`` (never its pretrained weights: ``hf:<model id>`` reads only its config) with
     the weights of an already loaded checkpoint ``state``; ``source`` names it in errors."""
     check_model_kwargs(name, kwargs)
-    if hf.is_hf(name):
-        model: nn.Module = hf.build_hf(name, num_classes, pretrained=False, **kwargs)
-    elif name in _LOCAL:
-        model = _construct(name, _LOCAL[name], kwargs, num_classes=num_classes)
-    else:
-        model = replace_head(_construct(name, _TORCHVISION[name], kwargs, weights=None), num_classes)
+    model = _architecture(name, num_classes, kwargs)
     load_checkpoint_weights(model, state, name=source)
     return model
 
