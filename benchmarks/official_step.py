@@ -101,7 +101,7 @@ class Loop:
         self.name, self.model, self.device = name, model.to(device).train(), device
 
     def step(self, batch: dict[str, Tensor]) -> None:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement step(batch)")
 
 
 class Official(Loop):

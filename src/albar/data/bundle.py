@@ -328,20 +328,22 @@ def resolve_data(
     _bias_splits(cfg, spec, run, num_classes, known_splits)
     _no_duplicate_keys(spec, run)
     _pair(cfg, spec, run)
-    _no_training_videos(spec, run, {it.key for s in known_splits for it in s.items})
+    _no_training_videos(spec, run, known_splits)
     spec.problems = run.problems
     return spec
 
 
-def _no_training_videos(spec: ResolvedData, run: _Collect, known_keys: set[str]) -> None:
+def _no_training_videos(spec: ResolvedData, run: _Collect, known_splits: list[DatasetSplit]) -> None:
     """A bias clip cut from a video the run trains on measures what the model memorised, not its bias (e.g.
     HMDB51's split-1 release with a split-2 or 3 run): said per set, with a count and an example (not fatal:
     the set is still evaluated). SCUBA/SCUFO keys are ``<video key>__<n>``; ConflFG's moving part counts."""
     if not spec.train_keys:
         return
     sets = {**{f"scuba_{k}": v for k, v in spec.scuba.items()}, **{f"scufo_{k}": v for k, v in spec.scufo.items()}}
+    known_keys: set[str] = set()
     if spec.conflfg is not None:
         sets["conflfg"] = spec.conflfg
+        known_keys = {it.key for s in known_splits for it in s.items}  # to split ConflFG names (K400: 250k keys)
     for name, split in sets.items():
         leaked = []
         for it in split.items:

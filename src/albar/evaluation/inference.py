@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,8 +83,8 @@ class CheckpointInfo:
         if classes is not None and not (isinstance(classes, (list, tuple))
                                         and all(isinstance(c, str) for c in classes)):
             raise ValueError(f"{path}: 'classes' is not a list of class names")
-        if classes and len(set(classes)) != len(classes):
-            twice = sorted({c for c in classes if list(classes).count(c) > 1})
+        twice = sorted(c for c, n in Counter(classes or ()).items() if n > 1)
+        if twice:
             raise ValueError(f"{path}: 'classes' names {', '.join(map(repr, twice))} more than once")
         pre = state.get("preprocessing") if isinstance(state.get("preprocessing"), dict) else None
         return cls(path, state, config, list(classes) if classes else None, pre)
